@@ -1,0 +1,147 @@
+"""The composition root: wires core, providers, owner and tenant into one Litestar app.
+
+Nothing imports this module except the CLI, the workers' entry point and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from sqlalchemy import text
+
+from core.deps import DEPENDENCIES
+from core.http import EXCEPTION_HANDLERS
+from core.redis import close_redis, get_redis
+from core.runtime import Runtime, set_runtime
+from core.settings import Settings, get_settings
+from core.tenancy import TenancyMiddleware
+from owner.catalog.controllers import CatalogController
+from owner.keys import service as keys
+from owner.tenants import service as tenants
+from owner.tenants.controllers import ClusterController, TenantController
+from tenant.audit.controllers import AuditController
+from tenant.ledger.controllers import LedgerController
+from tenant.orders.controllers import OrderController
+from tenant.pages.controllers import pay_router
+from tenant.payments.controllers import OrderPaymentController, PaymentController
+from tenant.products.controllers import ProductController
+from tenant.settings.controllers import SettingsController
+from providers.sandbox.gateway import create_gateway_router
+from providers.registry import close_shared_clients
+from tenant.provider_configs.controllers import ProviderConfigController
+from tenant.webhooks.controllers import WebhookEventController, WebhookIngestController
+from workers.broker import Enqueuer
+
+log = logging.getLogger("paymesh")
+
+
+@get("/healthz", tags=["ops"], include_in_schema=True)
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["ops"])
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    """Readiness: the owner database and Redis answer."""
+    checks: dict[str, str] = {}
+    runtime: Runtime = state.runtime
+    try:
+        async with runtime.owner_engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await get_redis().ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return Response({"status": "ready" if ready else "not_ready", "checks": checks},
+                    status_code=200 if ready else 503)
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    openapi_config = None
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    runtime = Runtime.create(settings)
+    if settings.redis_url:
+        runtime.enqueuer = Enqueuer(settings.redis_url)
+
+    async def sandbox_dispatch(delivery_id: str) -> None:
+        """The sandbox gateway sends its webhooks through a worker, like a real gateway."""
+        await runtime.enqueue("deliver_sandbox_webhook", delivery_id)
+
+    async def lookup_key(raw: str):  # type: ignore[no-untyped-def]
+        return await keys.authenticate(runtime.owner_engine, raw)
+
+    async def lookup_tenant(**kw: Any):  # type: ignore[no-untyped-def]
+        return await tenants.lookup(runtime, **kw)
+
+    async def prune_idle_engines() -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await runtime.tenants.prune()
+            except Exception:  # noqa: BLE001 - housekeeping must never kill the API
+                log.exception("pruning idle tenant engines failed")
+
+    async def on_startup(app: Litestar) -> None:
+        set_runtime(runtime)
+        app.state.pruner = asyncio.get_running_loop().create_task(prune_idle_engines())
+
+    async def on_shutdown(app: Litestar) -> None:
+        pruner = app.state.get("pruner")
+        if pruner is not None:
+            pruner.cancel()
+        await runtime.close()
+        await close_redis()
+        await close_shared_clients()
+        set_runtime(None)
+
+    prometheus = PrometheusConfig(app_name="paymesh", prefix="paymesh",
+                                  exclude=["/metrics", "/healthz", "/readyz"])
+    return Litestar(
+        route_handlers=[
+            healthz, readyz, MetricsController,
+            CatalogController, TenantController, ClusterController,
+            ProviderConfigController, AuditController,
+            WebhookIngestController, WebhookEventController,
+            create_gateway_router(sandbox_dispatch),
+            ProductController, OrderController, OrderPaymentController, PaymentController,
+            LedgerController, SettingsController, pay_router,
+        ],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[prometheus.middleware, TenancyMiddleware(lookup_key, lookup_tenant)],
+        state=State({"runtime": runtime}),
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        openapi_config=OpenAPIConfig(
+            title="Paymesh", version="0.1.0", path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        response_cache_config=ResponseCacheConfig(),
+        request_max_body_size=settings.webhook_max_bytes * 4,
+        logging_config=None,  # logging is configured above, from PAYMESH_LOG_LEVEL
+        debug=False,
+    )
+
+

@@ -1,0 +1,145 @@
+"""Database access: the owner engine, the tenant engine registry and the ORM bases.
+
+Owner and tenant schemas have separate ``MetaData`` objects (each with a constraint
+naming convention), separate Alembic trees and separate engines. Tenant engines are
+created on demand, one per tenant database, by :class:`TenantEngineRegistry`, which
+bounds how many connections this process holds to tenant databases in total.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import DateTime, MetaData, Uuid, func
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class OwnerBase(DeclarativeBase):
+    """Tables of the owner database."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TenantBase(DeclarativeBase):
+    """Tables of every tenant database."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now(), onupdate=utcnow
+    )
+
+
+# ----------------------------------------------------------------------------- URLs
+
+
+def async_url(url: str, database: str | None = None) -> str:
+    """A ``postgresql://`` URL → the ``postgresql+asyncpg://`` form SQLAlchemy wants.
+
+    Handles Unix-socket URLs (``?host=/path``) and optionally swaps the database name.
+    """
+    parts = urlsplit(url)
+    scheme = "postgresql+asyncpg"
+    path = f"/{database}" if database is not None else parts.path
+    return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/") or "postgres"
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (plain ``postgresql://``)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """A URL safe to log (password removed)."""
+    return make_url(async_url(url)).render_as_string(hide_password=True)
+
+
+def server_key(url: str) -> str:
+    """Identity of a server regardless of database: host(s), port, user."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    host = query.get("host", [parts.hostname or ""])[0]
+    return f"{parts.username}@{host}:{parts.port or 5432}"
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 0, **kw: Any) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "paymesh"}, "timeout": 10},
+        **kw,
+    )
+
+
+@asynccontextmanager
+async def autocommit_connection(url: str) -> AsyncIterator[AsyncConnection]:
+    """A one-off AUTOCOMMIT connection (``CREATE DATABASE`` and friends)."""
+    engine = create_async_engine(async_url(url), poolclass=_null_pool())
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+def _null_pool() -> Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+def query_param(url: str, name: str) -> str | None:
+    values = parse_qs(urlsplit(url).query).get(name)
+    return values[0] if values else None
+
+
+def without_query(url: str, *names: str) -> str:
+    parts = urlsplit(url)
+    query = {k: v for k, v in parse_qs(parts.query).items() if k not in names}
+    return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+
+
+def after_commit(session: object, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction commits (cache invalidation: a
+    reader between the change and its commit must not re-cache the old value)."""
+    from sqlalchemy import event
+
+    sync = getattr(session, "sync_session", session)
+    event.listen(sync, "after_commit", lambda _: action(), once=True)

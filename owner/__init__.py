@@ -1,0 +1,1 @@
+"""The platform owner's side: catalog, tenants and clusters, keys, FX, reports."""

@@ -1,0 +1,202 @@
+"""Tenant registry and provisioning (O3) on several database servers (O4)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import Actor, record
+from core.db import after_commit, with_database
+from core.errors import Conflict, NotFound, ValidationError
+from core.money import normalize_currency
+from core.runtime import Runtime
+from core.tenancy import TenantContext, TtlCache
+from owner.audit.models import OwnerAuditLog
+from owner.keys import service as keys
+from owner.tenants import templates
+from owner.tenants.models import DbCluster, Tenant
+
+log = logging.getLogger(__name__)
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
+_contexts = TtlCache(ttl=5.0)
+
+
+def tenant_db_url(tenant: Tenant) -> str:
+    return with_database(tenant.cluster.url, tenant.db_name)
+
+
+def context_of(tenant: Tenant) -> TenantContext:
+    return TenantContext(
+        id=tenant.id,
+        slug=tenant.slug,
+        name=tenant.name,
+        status=tenant.status,
+        default_currency=tenant.default_currency,
+        db_url=tenant_db_url(tenant),
+        master_key_id=tenant.master_key_id,
+        wrapped_data_key=tenant.wrapped_data_key,
+    )
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+async def ensure_default_cluster(session: AsyncSession, server_url: str) -> DbCluster:
+    cluster = (await session.scalars(select(DbCluster).where(DbCluster.name == "default"))).first()
+    if cluster is None:
+        cluster = DbCluster(name="default", url=with_database(server_url, "postgres"))
+        session.add(cluster)
+        await session.flush()
+    return cluster
+
+
+async def add_cluster(session: AsyncSession, name: str, url: str, actor: Actor,
+                      max_tenants: int | None = None) -> DbCluster:
+    cluster = DbCluster(name=name, url=url, max_tenants=max_tenants)
+    session.add(cluster)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"cluster '{name}' already exists") from exc
+    record(session, OwnerAuditLog, actor, "cluster.created", "db_cluster", cluster.id,
+           {"name": name})
+    return cluster
+
+
+async def pick_cluster(session: AsyncSession, name: str | None) -> DbCluster:
+    """The named cluster, or the active one with the fewest tenants (room permitting)."""
+    if name:
+        cluster = (await session.scalars(select(DbCluster).where(DbCluster.name == name))).first()
+        if cluster is None or not cluster.is_active:
+            raise ValidationError(f"unknown or inactive cluster '{name}'", param="cluster")
+        return cluster
+    load = (
+        select(DbCluster, func.count(Tenant.id).label("n"))
+        .outerjoin(Tenant, Tenant.cluster_id == DbCluster.id)
+        .where(DbCluster.is_active)
+        .group_by(DbCluster.id)
+        .order_by(func.count(Tenant.id), DbCluster.created_at)
+    )
+    for cluster, count in (await session.execute(load)).all():
+        if cluster.max_tenants is None or count < cluster.max_tenants:
+            return cluster
+    raise Conflict("no database server has room for another tenant", code="no_capacity")
+
+
+# ----------------------------------------------------------------------------- tenants
+
+
+async def provision(
+    runtime: Runtime,
+    *,
+    slug: str,
+    name: str,
+    default_currency: str,
+    cluster: str | None,
+    actor: Actor,
+) -> tuple[Tenant, str]:
+    """Create a tenant: reserve the slug, clone its database, issue its first admin key.
+
+    The owner row is committed first in state ``provisioning`` (so the slug and database
+    name are reserved by unique constraints), then the database is cloned, then the row
+    turns ``active`` with the key. A failed clone removes the reservation.
+    """
+    if not isinstance(slug, str) or not SLUG.match(slug):
+        raise ValidationError(
+            "slug must be 3-40 chars of lowercase letters, digits and '-'", param="slug"
+        )
+    if not name or not name.strip():
+        raise ValidationError("name is required", param="name")
+    currency = normalize_currency(default_currency, param="default_currency")
+    settings = runtime.settings
+    tenant_id = uuid.uuid4()
+    async with runtime.owner_session() as session:
+        target = await pick_cluster(session, cluster)
+        wrapped = runtime.keyring.new_data_key(tenant_id=str(tenant_id))
+        tenant = Tenant(
+            id=tenant_id,
+            slug=slug,
+            name=name.strip(),
+            default_currency=currency,
+            status="provisioning",
+            cluster_id=target.id,
+            db_name=f"{settings.tenant_db_prefix}{slug.replace('-', '_')}",
+            master_key_id=wrapped.master_key_id,
+            wrapped_data_key=wrapped.blob,
+        )
+        session.add(tenant)
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"tenant '{slug}' already exists", param="slug",
+                           code="tenant_exists") from exc
+        server_url = target.url
+    try:
+        await templates.ensure_template(server_url, settings.template_db)
+        await templates.clone(server_url, settings.template_db, tenant.db_name)
+    except BaseException:
+        log.exception("provisioning of tenant %s failed; removing its reservation", slug)
+        async with runtime.owner_session() as session:
+            row = await session.get(Tenant, tenant_id)
+            if row is not None:
+                await session.delete(row)
+        raise
+    async with runtime.owner_session() as session:
+        tenant = await session.get_one(Tenant, tenant_id)
+        tenant.status = "active"
+        _, raw_key = await keys.issue(session, kind="tenant", tenant_id=tenant_id,
+                                      name="admin", actor=actor)
+        record(session, OwnerAuditLog, actor, "tenant.created", "tenant", tenant_id,
+               {"slug": slug, "cluster": target.name, "db_name": tenant.db_name})
+    return tenant, raw_key
+
+
+async def get_by_slug(session: AsyncSession, slug: str) -> Tenant:
+    tenant = (await session.scalars(select(Tenant).where(Tenant.slug == slug))).first()
+    if tenant is None:
+        raise NotFound(f"tenant '{slug}' not found")
+    return tenant
+
+
+async def set_status(session: AsyncSession, slug: str, status: str, actor: Actor) -> Tenant:
+    if status not in ("active", "suspended"):
+        raise ValidationError("status must be 'active' or 'suspended'", param="status")
+    tenant = await get_by_slug(session, slug)
+    if tenant.status == "provisioning":
+        raise Conflict("tenant is still being provisioned")
+    if tenant.status != status:
+        record(session, OwnerAuditLog, actor, f"tenant.{status}", "tenant", tenant.id,
+               {"from": tenant.status, "to": status})
+        tenant.status = status
+    after_commit(session, _contexts.clear)
+    return tenant
+
+
+async def lookup(runtime: Runtime, *, slug: str | None = None,
+                 tenant_id: uuid.UUID | None = None) -> TenantContext | None:
+    """Tenant context by slug or id, cached for a few seconds per process."""
+    key = ("slug", slug) if slug is not None else ("id", tenant_id)
+    hit = _contexts.get(key)
+    if hit is not None:
+        return hit or None  # type: ignore[return-value]
+    query = select(Tenant).where(
+        Tenant.slug == slug if slug is not None else Tenant.id == tenant_id
+    )
+    async with runtime.owner_session() as session:
+        tenant = (await session.scalars(query)).first()
+        context = context_of(tenant) if tenant and tenant.status != "provisioning" else None
+    _contexts.put(key, context or False)
+    return context
+
+
+def forget_cached_tenants() -> None:
+    _contexts.clear()
+
+
+async def all_tenants(session: AsyncSession) -> list[Tenant]:
+    return list((await session.scalars(select(Tenant).order_by(Tenant.created_at))).all())

@@ -1,0 +1,1 @@
+"""A tenant's own database: provider configs, products, orders, payments, ledger, …"""

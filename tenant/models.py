@@ -1,0 +1,31 @@
+"""Every table of a tenant database (imported by its Alembic environment)."""
+
+from __future__ import annotations
+
+from core.idempotency import IdempotencyRecord
+from tenant.audit.models import AuditLog
+from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from tenant.notifications.models import Notification
+from tenant.orders.models import Order, OrderItem, Reservation
+from tenant.payments.models import Payment
+from tenant.products.models import Product
+from tenant.provider_configs.models import ProviderConfigRow
+from tenant.settings.models import TenantSettingsRow
+from tenant.webhooks.models import WebhookEvent
+
+__all__ = [
+    "AuditLog",
+    "IdempotencyRecord",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Notification",
+    "Order",
+    "OrderItem",
+    "Payment",
+    "Product",
+    "ProviderConfigRow",
+    "Reservation",
+    "TenantSettingsRow",
+    "WebhookEvent",
+]

@@ -1,0 +1,113 @@
+"""Notifications outbox: queue in the business transaction, deliver with retries (T19).
+
+Senders are pluggable: :class:`LogSender` by default, :class:`SmtpSender` when
+``PAYMESH_SMTP_URL`` is set (``smtp://user:pass@host:port``), anything with ``send()`` in
+tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import utcnow
+from tenant.notifications.models import Notification
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+
+
+class Sender(Protocol):
+    async def send(self, notification: Notification) -> None: ...
+
+
+class LogSender:
+    """Writes the notice to the log (recipient masked): the safe default."""
+
+    async def send(self, notification: Notification) -> None:
+        user, _, domain = notification.recipient.partition("@")
+        log.info("notification %s to %s***@%s: %s", notification.template, user[:1], domain,
+                 notification.subject)
+
+
+class SmtpSender:
+    def __init__(self, url: str, sender: str = "no-reply@paymesh.local") -> None:
+        self.parts = urlsplit(url)
+        self.sender = sender
+
+    async def send(self, notification: Notification) -> None:
+        message = EmailMessage()
+        message["From"], message["To"] = self.sender, notification.recipient
+        message["Subject"] = notification.subject
+        message.set_content(notification.body)
+        await asyncio.to_thread(self._send, message)
+
+    def _send(self, message: EmailMessage) -> None:
+        with smtplib.SMTP(self.parts.hostname or "127.0.0.1", self.parts.port or 25,
+                          timeout=10) as smtp:
+            if self.parts.username:
+                smtp.login(unquote(self.parts.username), unquote(self.parts.password or ""))
+            smtp.send_message(message)
+
+
+_sender: Sender = LogSender()
+
+
+def set_sender(sender: Sender) -> None:
+    global _sender
+    _sender = sender
+
+
+def get_sender() -> Sender:
+    return _sender
+
+
+async def queue(session: AsyncSession, *, recipient: str | None, template: str, subject: str,
+                body: str, dedupe_key: str, data: dict[str, Any] | None = None,
+                channel: str = "email") -> None:
+    """Add a notice to the outbox in the caller's transaction (once per dedupe key)."""
+    if not recipient:
+        return
+    await session.execute(
+        insert(Notification).values(
+            channel=channel, recipient=recipient, template=template, subject=subject,
+            body=body, data=data or {}, dedupe_key=dedupe_key, status="pending",
+        ).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+
+
+async def deliver(session: AsyncSession, notification_id: object) -> str:
+    """Send one pending notice; returns its new status. Retries back off exponentially."""
+    row = (await session.scalars(
+        select(Notification).where(Notification.id == notification_id).with_for_update()
+    )).first()
+    if row is None or row.status in ("sent", "dead"):
+        return row.status if row else "missing"
+    row.attempts += 1
+    try:
+        await get_sender().send(row)
+    except Exception as exc:  # noqa: BLE001 - any sender failure is retried
+        row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        row.status = "dead" if row.attempts >= MAX_ATTEMPTS else "failed"
+        row.next_attempt_at = utcnow() + timedelta(seconds=min(3600, 2 ** row.attempts * 5))
+        return row.status
+    row.status, row.sent_at, row.last_error = "sent", utcnow(), None
+    return "sent"
+
+
+async def due(session: AsyncSession, limit: int = 100) -> list[object]:
+    query = (select(Notification.id)
+             .where(Notification.status.in_(("pending", "failed")),
+                    (Notification.next_attempt_at.is_(None))
+                    | (Notification.next_attempt_at <= utcnow()))
+             .order_by(Notification.created_at).limit(limit))
+    return list((await session.scalars(query)).all())

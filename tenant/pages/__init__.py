@@ -1,0 +1,1 @@
+"""Server-rendered pages: the customer's payment page (T8). Plain HTML forms, no JS."""

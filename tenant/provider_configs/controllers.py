@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from litestar import Controller, delete, get, post, put
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import Actor
+from core.errors import ValidationError
+from core.runtime import Runtime
+from core.tenancy import TenantContext
+from tenant.provider_configs import service
+from tenant.provider_configs.schemas import (
+    CredentialTestOut,
+    ProviderConfigIn,
+    ProviderConfigOut,
+    SelectedProvider,
+)
+
+
+class ProviderConfigController(Controller):
+    path = "/v1/providers"
+    tags = ["tenant: providers"]
+
+    @get("/")
+    async def list_configs(self, runtime: Runtime, tenant_db: AsyncSession) -> dict:
+        snapshot = await service.catalog_snapshot(runtime)
+        rows = await service.list_configs(tenant_db)
+        return {"data": [service.to_out(r, snapshot.get(r.provider_code)) for r in rows]}
+
+    @get("/available")
+    async def available(self, runtime: Runtime, tenant_db: AsyncSession,
+                        currency: str | None = None) -> dict:
+        if not currency:
+            raise ValidationError("currency is required", param="currency")
+        return {"data": await service.available(runtime, tenant_db, currency)}
+
+    @get("/for-currency/{currency:str}")
+    async def for_currency(self, runtime: Runtime, tenant_db: AsyncSession,
+                           tenant: TenantContext, currency: str, amount: int | None = None,
+                           provider: str | None = None) -> SelectedProvider:
+        found = await service.candidates(runtime, tenant_db, tenant, currency, amount, provider)
+        if not found:
+            from core.errors import UnprocessableError
+
+            raise UnprocessableError(
+                f"no configured provider can take {currency.upper()}"
+                + (f" {amount}" if amount is not None else ""),
+                code="no_provider_available", param="currency",
+            )
+        best = found[0]
+        public = service.build(runtime, tenant, best.row, best.entry).public_config()
+        return SelectedProvider(
+            provider=best.row.provider_code, name=best.entry.name, currency=currency.upper(),
+            amount=amount, fee=best.fee, public_config=public,
+            fallbacks=[c.row.provider_code for c in found[1:]],
+        )
+
+    @put("/{code:str}")
+    async def put_config(self, runtime: Runtime, tenant_db: AsyncSession,
+                         tenant: TenantContext, actor: Actor, code: str,
+                         data: ProviderConfigIn) -> ProviderConfigOut:
+        row = await service.put_config(runtime, tenant_db, tenant, code, data, actor)
+        return service.to_out(row, await service.catalog_entry(runtime, code))
+
+    @delete("/{code:str}", status_code=204)
+    async def delete_config(self, tenant_db: AsyncSession, actor: Actor, code: str) -> None:
+        await service.delete_config(tenant_db, code, actor)
+
+    @post("/{code:str}/test", status_code=200)
+    async def test_config(self, runtime: Runtime, tenant_db: AsyncSession,
+                          tenant: TenantContext, actor: Actor, code: str) -> CredentialTestOut:
+        row = await service.test_credentials(runtime, tenant_db, tenant, code, actor)
+        return CredentialTestOut(provider=code, ok=bool(row.last_test_ok),
+                                 message=row.last_test_message or "",
+                                 tested_at=row.last_tested_at)  # type: ignore[arg-type]

@@ -1,0 +1,324 @@
+"""Tenant provider configuration (T1), availability and selection (T2), credential tests (T3).
+
+Secrets are encrypted with the tenant's data key before they touch the session and are
+decrypted only to build a provider instance; responses carry masked hints only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+import jsonschema
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import circuit
+from core.audit import Actor, record
+from core.crypto import DataKey, WrappedKey, mask
+from core.db import after_commit, utcnow
+from core.errors import Conflict, NotFound, UnprocessableError, ValidationError
+from core.money import normalize_currency, percent_of, plain_decimal
+from core.redis import get_redis
+from core.runtime import Runtime
+from core.tenancy import TenantContext, TtlCache
+from owner.catalog.models import ProviderCurrency
+from owner.catalog.service import CatalogEntry, catalog_snapshot
+from providers.base import Environment, PaymentProvider, ProviderConfig
+from providers.registry import get_provider_class
+from tenant.audit.models import AuditLog
+from tenant.provider_configs.models import ProviderConfigRow
+from tenant.provider_configs.schemas import (
+    AvailableProvider,
+    ProviderConfigIn,
+    ProviderConfigOut,
+)
+
+log = logging.getLogger(__name__)
+SECRET_FIELDS = ("public_key", "secret_key", "webhook_secret")
+_data_keys = TtlCache(ttl=300.0)
+#: Built provider instances for webhook verification, per tenant and provider. Local
+#: writes clear it; other processes pick up a key change within the TTL.
+_providers = TtlCache(ttl=10.0)
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def data_key(runtime: Runtime, tenant: TenantContext) -> DataKey:
+    cache_key = (tenant.id, tenant.master_key_id)
+    key = _data_keys.get(cache_key)
+    if key is None:
+        raw = runtime.keyring.unwrap(
+            WrappedKey(tenant.master_key_id, tenant.wrapped_data_key), tenant_id=str(tenant.id)
+        )
+        key = DataKey(raw, tenant.slug)
+        _data_keys.put(cache_key, key)
+    return key  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- catalog
+
+
+async def catalog_entry(runtime: Runtime, code: str) -> CatalogEntry:
+    entry = (await catalog_snapshot(runtime)).get(code)
+    if entry is None:
+        raise NotFound(f"provider '{code}' is not in the catalog")
+    return entry
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def to_out(row: ProviderConfigRow, entry: CatalogEntry | None) -> ProviderConfigOut:
+    hints = row.hints or {}
+    return ProviderConfigOut(
+        provider=row.provider_code,
+        name=entry.name if entry else row.provider_code,
+        catalog_status=entry.status if entry else "unknown",
+        enabled=row.enabled, is_default=row.is_default, environment=row.environment,
+        public_key_hint=hints.get("public_key"), secret_key_hint=hints.get("secret_key"),
+        webhook_secret_hint=hints.get("webhook_secret"),
+        has_public_key=row.public_key_enc is not None,
+        has_secret_key=row.secret_key_enc is not None,
+        has_webhook_secret=row.webhook_secret_enc is not None,
+        config=row.config, currencies=row.currencies, priority=row.priority,
+        configured_by=str(row.configured_by) if row.configured_by else None,
+        last_tested_at=row.last_tested_at, last_test_ok=row.last_test_ok,
+        last_test_message=row.last_test_message, last_used_at=row.last_used_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def list_configs(session: AsyncSession) -> list[ProviderConfigRow]:
+    query = select(ProviderConfigRow).order_by(ProviderConfigRow.priority,
+                                               ProviderConfigRow.provider_code)
+    return list((await session.scalars(query)).all())
+
+
+async def get_config(session: AsyncSession, code: str) -> ProviderConfigRow | None:
+    query = select(ProviderConfigRow).where(ProviderConfigRow.provider_code == code)
+    return (await session.scalars(query)).first()
+
+
+async def put_config(
+    runtime: Runtime, session: AsyncSession, tenant: TenantContext, code: str,
+    data: ProviderConfigIn, actor: Actor,
+) -> ProviderConfigRow:
+    entry = await catalog_entry(runtime, code)
+    row = await get_config(session, code)
+    if data.enabled and entry.status == "inactive":
+        raise Conflict(f"provider '{code}' is inactive in the catalog and cannot be enabled",
+                       code="provider_inactive")
+    if row is None and entry.status == "deprecated":
+        raise Conflict(f"provider '{code}' is deprecated and not offered to new tenants",
+                       code="provider_deprecated")
+    try:
+        jsonschema.validate(data.config, entry.config_schema or {})
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or None
+        raise ValidationError(f"config is invalid: {exc.message}",
+                              param=f"config.{where}" if where else "config") from exc
+    currencies = [normalize_currency(c, param="currencies") for c in data.currencies]
+    unsupported = [c for c in currencies if c not in entry.currencies
+                   or not entry.currencies[c].is_active]
+    if unsupported:
+        raise ValidationError(f"{code} does not support {', '.join(unsupported)}",
+                              param="currencies")
+    if not -1_000_000 <= data.priority <= 1_000_000:
+        raise ValidationError("priority is out of range", param="priority")
+    key = data_key(runtime, tenant)
+    fresh = row is None
+    if fresh:
+        row = ProviderConfigRow(provider_code=code, hints={})
+        session.add(row)
+    hints = dict(row.hints or {})
+    for name in SECRET_FIELDS:
+        value = getattr(data, name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+            raise ValidationError(f"{name} must be a non-empty string", param=name)
+        setattr(row, f"{name}_enc", key.encrypt(code, name, value.strip()))
+        hints[name] = mask(value.strip())
+    missing = [k for k in entry.required_keys if getattr(row, f"{k}_enc") is None]
+    if missing and data.enabled:
+        raise ValidationError(f"{code} requires {', '.join(missing)}", param=missing[0])
+    if data.is_default:
+        await session.execute(
+            update(ProviderConfigRow).where(ProviderConfigRow.provider_code != code,
+                                            ProviderConfigRow.is_default).values(is_default=False)
+        )
+    row.hints = hints
+    row.enabled = data.enabled
+    row.is_default = data.is_default
+    row.environment = data.environment
+    row.config = data.config
+    row.currencies = currencies
+    row.priority = data.priority
+    row.configured_by = actor.key_id
+    await session.flush()
+    after_commit(session, lambda: _providers.pop((tenant.id, code)))
+    record(session, AuditLog, actor, "provider.configured" if fresh else "provider.updated",
+           "provider_config", code,
+           {"enabled": data.enabled, "is_default": data.is_default,
+            "environment": data.environment, "currencies": currencies,
+            "keys_changed": [n for n in SECRET_FIELDS if getattr(data, n) is not None]})
+    return row
+
+
+async def delete_config(session: AsyncSession, code: str, actor: Actor) -> None:
+    row = await get_config(session, code)
+    if row is None:
+        raise NotFound(f"provider '{code}' is not configured")
+    await session.delete(row)
+    after_commit(session, _providers.clear)
+    record(session, AuditLog, actor, "provider.removed", "provider_config", code, {})
+
+
+def build(runtime: Runtime, tenant: TenantContext, row: ProviderConfigRow,
+          entry: CatalogEntry) -> PaymentProvider:
+    """A provider instance with this tenant's decrypted keys (never logged)."""
+    key = data_key(runtime, tenant)
+    secrets: dict[str, str | None] = {}
+    for name in SECRET_FIELDS:
+        blob = getattr(row, f"{name}_enc")
+        secrets[name] = key.decrypt(row.provider_code, name, blob) if blob is not None else None
+    environment = Environment(row.environment)
+    base = entry.sandbox_api_base_url if environment is Environment.SANDBOX else entry.api_base_url
+    config = ProviderConfig(
+        tenant=tenant.slug, code=row.provider_code, environment=environment,
+        api_base_url=base or entry.api_base_url, config=row.config,
+        public_base_url=runtime.settings.public_url, **secrets,
+    )
+    # the catalog's handler key names the implementation (several catalog entries may share one)
+    return get_provider_class(entry.handler_key)(config, runtime.http)
+
+
+async def provider_for(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+                       code: str) -> PaymentProvider:
+    """The tenant's provider instance, cached briefly (webhooks are hot).
+
+    A disabled provider still gets one: its late webhooks (refunds, disputes of earlier
+    payments) must keep flowing.
+    """
+    cached = _providers.get((tenant.id, code))
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    row = await get_config(session, code)
+    if row is None:
+        raise NotFound(f"provider '{code}' is not configured for this tenant")
+    provider = build(runtime, tenant, row, await catalog_entry(runtime, code))
+    _providers.put((tenant.id, code), provider)
+    return provider
+
+
+async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+                           code: str, actor: Actor) -> ProviderConfigRow:
+    row = await get_config(session, code)
+    if row is None:
+        raise NotFound(f"provider '{code}' is not configured")
+    entry = await catalog_entry(runtime, code)
+    provider = build(runtime, tenant, row, entry)
+    try:
+        result = await provider.test_credentials()
+        ok, message = result.ok, result.message
+    except Exception as exc:  # noqa: BLE001 - any provider failure is a failed test
+        ok, message = False, getattr(exc, "message", None) or type(exc).__name__
+    row.last_tested_at = utcnow()
+    row.last_test_ok = ok
+    row.last_test_message = message[:500]
+    record(session, AuditLog, actor, "provider.tested", "provider_config", code,
+           {"ok": ok, "message": message[:200]})
+    return row
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def fee_for(support: ProviderCurrency, amount: int | None) -> int | None:
+    if amount is None:
+        return None
+    return percent_of(amount, Decimal(support.fee_percent)) + support.fixed_fee
+
+
+def in_limits(support: ProviderCurrency, amount: int | None) -> bool:
+    if amount is None:
+        return True
+    if support.min_amount is not None and amount < support.min_amount:
+        return False
+    return support.max_amount is None or amount <= support.max_amount
+
+
+async def available(runtime: Runtime, session: AsyncSession,
+                    currency: str) -> list[AvailableProvider]:
+    currency = normalize_currency(currency)
+    configs = {r.provider_code: r for r in await list_configs(session)}
+    out: list[AvailableProvider] = []
+    for entry in sorted((await catalog_snapshot(runtime)).values(),
+                        key=lambda e: (e.priority, e.code)):
+        support = entry.currencies.get(currency)
+        row = configs.get(entry.code)
+        if support is None or not support.is_active or entry.status == "inactive":
+            continue
+        if entry.status == "deprecated" and row is None:
+            continue
+        out.append(AvailableProvider(
+            code=entry.code, name=entry.name, description=entry.row.description,
+            status=entry.status, logo_url=entry.row.logo_url,
+            payment_methods=entry.row.payment_methods, features=entry.row.features,
+            required_keys=list(entry.required_keys), config_schema=entry.config_schema,
+            currency=currency, fee_percent=plain_decimal(support.fee_percent),
+            fixed_fee=support.fixed_fee,
+            min_amount=support.min_amount, max_amount=support.max_amount,
+            is_recommended=support.is_recommended, configured=row is not None,
+            enabled=bool(row and row.enabled),
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    row: ProviderConfigRow
+    entry: CatalogEntry
+    fee: int | None
+
+
+async def candidates(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+                     currency: str, amount: int | None,
+                     explicit: str | None = None) -> list[Candidate]:
+    """Usable providers for this currency and amount, best first (T2 order).
+
+    explicit choice → tenant default → tenant priority → catalog priority → lowest fee;
+    providers outside min/max or with an open circuit are left out.
+    """
+    currency = normalize_currency(currency)
+    if amount is not None and amount < 0:
+        raise ValidationError("amount must be >= 0", param="amount")
+    snapshot = await catalog_snapshot(runtime)
+    redis = get_redis()
+    found: list[Candidate] = []
+    for row in await list_configs(session):
+        entry = snapshot.get(row.provider_code)
+        if entry is None or not row.enabled or entry.status == "inactive":
+            continue
+        support = entry.currencies.get(currency)
+        if support is None or not support.is_active or not in_limits(support, amount):
+            continue
+        if row.currencies and currency not in row.currencies:
+            continue
+        if await circuit.is_open(redis, tenant.slug, row.provider_code):
+            continue
+        found.append(Candidate(row=row, entry=entry, fee=fee_for(support, amount)))
+    found.sort(key=lambda c: (
+        c.row.provider_code != explicit, not c.row.is_default, c.row.priority,
+        c.entry.priority, c.fee if c.fee is not None else 0, c.row.provider_code,
+    ))
+    if explicit is not None and (not found or found[0].row.provider_code != explicit):
+        raise UnprocessableError(
+            f"provider '{explicit}' is not available for {currency}"
+            + (f" {amount}" if amount is not None else ""),
+            code="provider_unavailable_for_currency", param="provider",
+        )
+    return found

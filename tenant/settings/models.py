@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, DateTime, Integer, Numeric, SmallInteger, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import TenantBase, utcnow
+
+DEFAULT_RESERVATION_TTL_MINUTES = 30
+DEFAULT_UNPAID_AUTO_CANCEL_HOURS = 24
+
+
+class TenantSettingsRow(TenantBase):
+    """The tenant's one settings row (``id = 1``); absent means "all defaults"."""
+
+    __tablename__ = "tenant_settings"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=1)
+    reservation_ttl_minutes: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RESERVATION_TTL_MINUTES)
+    unpaid_auto_cancel_hours: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_UNPAID_AUTO_CANCEL_HOURS)
+    #: Percent (``8.25`` = 8.25 %), applied to the discounted subtotal.
+    tax_rate: Mapped[Decimal] = mapped_column(Numeric(7, 4), default=Decimal(0))
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now(), onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("reservation_ttl_minutes BETWEEN 1 AND 10080", name="ttl_range"),
+        CheckConstraint("unpaid_auto_cancel_hours BETWEEN 1 AND 8760", name="cancel_range"),
+        CheckConstraint("tax_rate >= 0 AND tax_rate < 100", name="tax_rate_range"),
+    )

@@ -1,0 +1,90 @@
+"""Reading and changing a tenant's settings.
+
+Orders snapshot what they need (the tax rate) at creation, so a later change never
+rewrites an existing invoice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import Actor, record
+from core.errors import ValidationError
+from core.money import plain_decimal
+from tenant.audit.models import AuditLog
+from tenant.settings.models import (
+    DEFAULT_RESERVATION_TTL_MINUTES,
+    DEFAULT_UNPAID_AUTO_CANCEL_HOURS,
+    TenantSettingsRow,
+)
+from tenant.settings.schemas import SettingsOut, SettingsPatch
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    reservation_ttl_minutes: int = DEFAULT_RESERVATION_TTL_MINUTES
+    unpaid_auto_cancel_hours: int = DEFAULT_UNPAID_AUTO_CANCEL_HOURS
+    tax_rate: Decimal = Decimal(0)
+    updated_at: datetime | None = None
+
+    def out(self) -> SettingsOut:
+        return SettingsOut(reservation_ttl_minutes=self.reservation_ttl_minutes,
+                           unpaid_auto_cancel_hours=self.unpaid_auto_cancel_hours,
+                           tax_rate=plain_decimal(self.tax_rate), updated_at=self.updated_at)
+
+
+def _of(row: TenantSettingsRow | None) -> TenantSettings:
+    if row is None:
+        return TenantSettings()
+    return TenantSettings(reservation_ttl_minutes=row.reservation_ttl_minutes,
+                          unpaid_auto_cancel_hours=row.unpaid_auto_cancel_hours,
+                          tax_rate=Decimal(row.tax_rate), updated_at=row.updated_at)
+
+
+async def load(session: AsyncSession) -> TenantSettings:
+    return _of(await session.get(TenantSettingsRow, 1))
+
+
+def _check(patch: SettingsPatch) -> None:
+    ttl = patch.reservation_ttl_minutes
+    if ttl is not msgspec.UNSET and not 1 <= ttl <= 10080:
+        raise ValidationError("reservation_ttl_minutes must be between 1 and 10080 (7 days)",
+                              param="reservation_ttl_minutes")
+    hours = patch.unpaid_auto_cancel_hours
+    if hours is not msgspec.UNSET and not 1 <= hours <= 8760:
+        raise ValidationError("unpaid_auto_cancel_hours must be between 1 and 8760 (1 year)",
+                              param="unpaid_auto_cancel_hours")
+    rate = patch.tax_rate
+    if rate is not msgspec.UNSET:
+        try:
+            ok = rate.is_finite() and Decimal(0) <= rate < Decimal(100) \
+                and rate == rate.quantize(Decimal("0.0001"))
+        except InvalidOperation:
+            ok = False
+        if not ok:
+            raise ValidationError("tax_rate is a percent in [0, 100) with at most 4 decimals",
+                                  param="tax_rate")
+
+
+async def update(session: AsyncSession, patch: SettingsPatch, actor: Actor) -> TenantSettings:
+    _check(patch)
+    row = await session.get(TenantSettingsRow, 1, with_for_update=True)
+    if row is None:
+        row = TenantSettingsRow(id=1, reservation_ttl_minutes=DEFAULT_RESERVATION_TTL_MINUTES,
+                                unpaid_auto_cancel_hours=DEFAULT_UNPAID_AUTO_CANCEL_HOURS,
+                                tax_rate=Decimal(0))
+        session.add(row)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.updated_by = actor.key_id
+    await session.flush()
+    await session.refresh(row)
+    record(session, AuditLog, actor, "settings.updated", "settings", "tenant",
+           {k: str(v) for k, v in changes.items()})
+    return _of(row)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import Actor
+from core.errors import NotFound
+from core.http import page_params
+from core.runtime import Runtime
+from core.settings import get_settings
+from core.tenancy import TenantContext
+from tenant.webhooks import service
+
+
+class WebhookIngestController(Controller):
+    """``POST /webhooks/{tenant}/{provider}``: the providers' door (no API key)."""
+
+    path = "/webhooks"
+    tags = ["webhooks"]
+
+    @post("/{tenant_slug:str}/{provider:str}", status_code=200,
+          request_max_body_size=get_settings().webhook_max_bytes)
+    async def receive(self, request: Request[Any, Any, Any], runtime: Runtime,
+                      tenant: TenantContext, tenant_slug: str, provider: str) -> dict[str, Any]:
+        body = await request.body()
+        event_id, created = await service.ingest(runtime, tenant, provider,
+                                                 dict(request.headers), body)
+        return {"received": True, "duplicate": not created}
+
+
+class WebhookEventController(Controller):
+    """The tenant's view of its inbox, with replay."""
+
+    path = "/v1/webhook-events"
+    tags = ["tenant: webhooks"]
+
+    @get("/")
+    async def list_events(self, tenant_db: AsyncSession, status: str | None = None,
+                          provider: str | None = None, created_from: datetime | None = None,
+                          created_to: datetime | None = None, page: int = 1,
+                          limit: int = 50) -> dict[str, Any]:
+        page, limit = page_params(page, limit)
+        rows, more = await service.list_events(tenant_db, status=status, provider=provider,
+                                               created_from=created_from,
+                                               created_to=created_to, page=page, limit=limit)
+        return {"data": [service.event_out(r) for r in rows], "page": page, "limit": limit,
+                "has_more": more}
+
+    @post("/{event_id:str}/replay", status_code=202)
+    async def replay(self, runtime: Runtime, tenant: TenantContext, actor: Actor,
+                     event_id: str) -> Response[dict[str, Any]]:
+        try:
+            parsed = uuid.UUID(event_id)
+        except ValueError as exc:
+            raise NotFound("webhook event not found") from exc
+        async with runtime.tenant_session(tenant.db_url) as session:
+            row = await service.mark_for_replay(session, parsed, actor)
+            out = service.event_out(row)
+        queued = await runtime.enqueue(service.PROCESS_ACTOR, tenant.slug, str(parsed))
+        return Response({"event": out, "queued": queued}, status_code=202)

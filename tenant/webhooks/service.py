@@ -1,0 +1,114 @@
+"""Webhook ingest (T9): verify, store raw in the inbox, acknowledge; and inbox queries.
+
+Verification happens before anything is stored: a forged, stale or malformed request
+leaves only a log line and a metric. A verified event is committed before the 200, and
+only then handed to the workers; if the broker is down the event waits in the inbox for
+the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.audit import Actor, record
+from core.errors import NotFound, PaymeshError, ValidationError
+from core.metrics import ENQUEUE_FAILURES, WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
+from core.runtime import Runtime
+from core.tenancy import TenantContext
+from providers.base import WebhookRequest, WebhookVerificationError
+from tenant.audit.models import AuditLog
+from tenant.provider_configs.service import provider_for
+from tenant.webhooks.models import EventStatus, WebhookEvent
+
+log = logging.getLogger(__name__)
+PROCESS_ACTOR = "process_webhook_event"
+
+
+class WebhookRejected(PaymeshError):
+    status_code = 400
+    type = "invalid_request_error"
+
+
+async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
+                 headers: dict[str, str], body: bytes) -> tuple[uuid.UUID | None, bool]:
+    """Store a verified event; returns (event id, newly stored)."""
+    request = WebhookRequest(headers={k.lower(): v for k, v in headers.items()}, body=body)
+    async with runtime.tenant_session(tenant.db_url) as session:
+        try:
+            provider = await provider_for(runtime, session, tenant, provider_code)
+        except NotFound:
+            WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()
+            raise
+        try:
+            provider.verify_webhook(request)
+            event = provider.parse_webhook(request)
+        except WebhookVerificationError as exc:
+            WEBHOOKS_REJECTED.labels(provider_code, exc.code).inc()
+            log.warning("webhook rejected: tenant=%s provider=%s reason=%s", tenant.slug,
+                        provider_code, exc.code)
+            raise WebhookRejected(exc.message, code=exc.code) from exc
+        event_id = await session.scalar(
+            insert(WebhookEvent)
+            .values(id=uuid.uuid4(), provider=provider_code,
+                    provider_event_id=event.provider_event_id[:255],
+                    event_type=event.type.value, status=EventStatus.RECEIVED, attempts=0,
+                    body=body, normalized=msgspec.to_builtins(event))
+            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+            .returning(WebhookEvent.id)
+        )
+    if event_id is None:
+        WEBHOOKS_DUPLICATE.labels(provider_code).inc()
+        return None, False
+    WEBHOOKS_RECEIVED.labels(provider_code).inc()
+    if not await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(event_id)):
+        ENQUEUE_FAILURES.inc()
+    return event_id, True
+
+
+async def list_events(session: AsyncSession, *, status: str | None, provider: str | None,
+                      created_from: datetime | None, created_to: datetime | None,
+                      page: int, limit: int) -> tuple[list[WebhookEvent], bool]:
+    if status is not None and status not in {s.value for s in EventStatus}:
+        raise ValidationError(f"status must be one of {[s.value for s in EventStatus]}",
+                              param="status")
+    query = select(WebhookEvent).order_by(WebhookEvent.received_at.desc(), WebhookEvent.id)
+    if status:
+        query = query.where(WebhookEvent.status == status)
+    if provider:
+        query = query.where(WebhookEvent.provider == provider)
+    if created_from:
+        query = query.where(WebhookEvent.received_at >= created_from)
+    if created_to:
+        query = query.where(WebhookEvent.received_at < created_to)
+    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+    return rows[:limit], len(rows) > limit
+
+
+async def mark_for_replay(session: AsyncSession, event_id: uuid.UUID, actor: Actor) -> WebhookEvent:
+    """Put an event back in the queue; its effects are idempotent, so replay is safe."""
+    row = (await session.scalars(
+        select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update())).first()
+    if row is None:
+        raise NotFound("webhook event not found")
+    record(session, AuditLog, actor, "webhook_event.replayed", "webhook_event", row.id,
+           {"from_status": row.status, "attempts": row.attempts})
+    row.status, row.attempts, row.last_error, row.next_attempt_at = (
+        EventStatus.RECEIVED, 0, None, None)
+    return row
+
+
+def event_out(row: WebhookEvent) -> dict[str, object]:
+    return {
+        "id": str(row.id), "provider": row.provider, "provider_event_id": row.provider_event_id,
+        "type": row.event_type, "status": row.status, "attempts": row.attempts,
+        "last_error": row.last_error, "received_at": row.received_at,
+        "next_attempt_at": row.next_attempt_at, "processed_at": row.processed_at,
+        "normalized": row.normalized,
+    }

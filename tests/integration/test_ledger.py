@@ -1,0 +1,166 @@
+"""The double-entry ledger (T22): postings balance, the database refuses anything else,
+and ledger totals agree with the orders to the minor unit."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tenant.ledger import service as ledger
+from tests.integration.test_orders_support import (
+    assert_error,
+    balances,
+    checkout,
+    configure,
+    gateway,  # noqa: F401 - fixture
+    order,
+    succeed,
+    tenant_db,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("gateway")]
+
+
+async def pay_by_card(client, tenant, made: dict, fee: int) -> dict:  # noqa: ANN001
+    payment = (await checkout(client, tenant, made["id"])).json()["payment"]
+    assert await succeed(tenant.slug, payment, fee_amount=fee) is True
+    return payment
+
+
+async def test_capture_and_cash_postings_agree_with_orders(client, make_tenant):
+    tenant = await make_tenant()
+    await configure(client, tenant)
+    await client.patch("/v1/settings", json={"tax_rate": "10"}, headers=tenant.headers)
+    card = await order(client, tenant, items=[{"description": "Visit", "quantity": 2,
+                                               "unit_amount": 4999}])
+    cash = await order(client, tenant, items=[{"description": "Drops", "quantity": 1,
+                                               "unit_amount": 1250}])
+    yen = await order(client, tenant, currency="JPY",
+                      items=[{"description": "Visit", "quantity": 3, "unit_amount": 1234}])
+    unpaid = await order(client, tenant)
+    await pay_by_card(client, tenant, card, fee=320)
+    await pay_by_card(client, tenant, yen, fee=147)
+    assert (await client.post(f"/v1/orders/{cash['id']}/mark-paid",
+                              headers=tenant.headers)).status_code == 200
+
+    usd = await balances(client, tenant, "USD")
+    paid_usd = [card, cash]
+    assert usd["revenue/USD"] == sum(o["total"] - o["tax"] for o in paid_usd)
+    assert usd["tax_payable/USD"] == sum(o["tax"] for o in paid_usd)
+    assert usd["revenue/USD"] + usd["tax_payable/USD"] == sum(o["total"] for o in paid_usd)
+    assert usd["provider_clearing:sandbox/USD"] == card["total"] - 320
+    assert usd["provider_fees/USD"] == 320
+    assert usd["cash_on_hand/USD"] == cash["total"]
+    assert usd["customer_receivable/USD"] == 0
+    jpy = await balances(client, tenant, "JPY")
+    assert jpy["revenue/JPY"] + jpy["tax_payable/JPY"] == yen["total"] == 4072
+    assert jpy["provider_clearing:sandbox/JPY"] == yen["total"] - 147
+    everything = await balances(client, tenant)
+    assert set(everything) == set(usd) | set(jpy)
+    assert unpaid["total"] not in everything.values()
+
+    journal = (await client.get(f"/v1/ledger/transactions?order_id={card['id']}",
+                                headers=tenant.headers)).json()
+    assert [t["kind"] for t in journal["data"]] == ["payment.captured"]
+    entries = journal["data"][0]["entries"]
+    assert sum(e["debit"] for e in entries) == sum(e["credit"] for e in entries)
+    assert {e["currency"] for e in entries} == {"USD"}
+    assert (await client.get(f"/v1/ledger/transactions?order_id={unpaid['id']}",
+                             headers=tenant.headers)).json()["data"] == []
+
+
+async def test_every_posting_balances(client, make_tenant):
+    tenant = await make_tenant()
+    await configure(client, tenant)
+    for n in range(3):
+        made = await order(client, tenant, items=[{"description": "x", "quantity": n + 1,
+                                                   "unit_amount": 777}])
+        await pay_by_card(client, tenant, made, fee=n * 11)
+    listed = (await client.get("/v1/ledger/transactions?limit=100",
+                               headers=tenant.headers)).json()["data"]
+    assert len(listed) == 3
+    for txn in listed:
+        per: dict[str, int] = {}
+        for e in txn["entries"]:
+            assert (e["debit"] == 0) != (e["credit"] == 0)
+            per[e["currency"]] = per.get(e["currency"], 0) + e["debit"] - e["credit"]
+        assert all(v == 0 for v in per.values()), txn
+    async with tenant_db(tenant.slug) as session:
+        off = (await session.execute(text(
+            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, currency "
+            "HAVING sum(debit) <> sum(credit)"))).all()
+    assert off == []
+
+
+async def test_the_database_refuses_unbalanced_postings(client, make_tenant):
+    tenant = await make_tenant()
+    await configure(client, tenant)
+    await pay_by_card(client, tenant, await order(client, tenant), fee=0)
+    async with tenant_db(tenant.slug) as session:
+        account = (await session.execute(text("SELECT id FROM ledger_accounts LIMIT 1"))).scalar()
+
+    async def raw_posting(lines: list[tuple[str, int, int]]) -> None:
+        txn = uuid.uuid4()
+        async with tenant_db(tenant.slug) as session:
+            await session.execute(text(
+                "INSERT INTO ledger_transactions (id, posting_key, kind, description, data) "
+                "VALUES (:id, :key, 'manual', '', '{}')"), {"id": txn, "key": f"raw:{txn}"})
+            for currency, debit, credit in lines:
+                await session.execute(text(
+                    "INSERT INTO ledger_entries (id, transaction_id, position, account_id, "
+                    "currency, debit, credit) VALUES (:id, :t, 0, :a, :c, :d, :k)"),
+                    {"id": uuid.uuid4(), "t": txn, "a": account, "c": currency, "d": debit,
+                     "k": credit})
+
+    with pytest.raises(DBAPIError, match="does not balance"):
+        await raw_posting([("USD", 100, 0), ("USD", 0, 99)])
+    # balanced in sum, but not per currency
+    with pytest.raises(DBAPIError, match="does not balance in"):
+        await raw_posting([("USD", 100, 0), ("EUR", 0, 100)])
+    with pytest.raises(DBAPIError, match="at least two"):
+        await raw_posting([])
+    await raw_posting([("USD", 100, 0), ("USD", 0, 60), ("USD", 0, 40)])  # balanced: accepted
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with tenant_db(tenant.slug) as session:
+            await session.execute(text("UPDATE ledger_entries SET debit = debit + 1 "
+                                       "WHERE debit > 0"))
+    with pytest.raises(DBAPIError, match="append-only"):
+        async with tenant_db(tenant.slug) as session:
+            await session.execute(text("DELETE FROM ledger_transactions"))
+    await balances(client, tenant)  # still balanced
+
+
+async def test_posting_api_checks_and_is_idempotent(client, make_tenant):
+    tenant = await make_tenant()
+    lines = [ledger.Line("customer_receivable", debit=500), ledger.Line("revenue", credit=500)]
+    async with tenant_db(tenant.slug) as session:
+        with pytest.raises(ledger.UnbalancedPosting):
+            await ledger.post(session, key="t1", kind="test", currency="USD",
+                              lines=[ledger.Line("revenue", credit=1)])
+        with pytest.raises(ledger.UnbalancedPosting):
+            await ledger.post(session, key="t1", kind="test", currency="USD",
+                              lines=[ledger.Line("revenue", debit=1, credit=1)])
+        with pytest.raises(KeyError):
+            await ledger.post(session, key="t1", kind="test", currency="USD",
+                              lines=[ledger.Line("nowhere", debit=1),
+                                     ledger.Line("revenue", credit=1)])
+        assert await ledger.post(session, key="t0", kind="test", currency="USD",
+                                 lines=[ledger.Line("revenue", credit=0)]) is None
+        first = await ledger.post(session, key="t1", kind="test", currency="USD", lines=lines)
+        assert first is not None
+        assert await ledger.post(session, key="t1", kind="test", currency="USD",
+                                 lines=lines) is None
+    assert (await balances(client, tenant))["revenue/USD"] == 500
+
+
+async def test_ledger_bad_input(client, make_tenant):
+    tenant = await make_tenant()
+    h = tenant.headers
+    assert_error(await client.get("/v1/ledger/balances?currency=XYZ", headers=h), 400)
+    assert_error(await client.get("/v1/ledger/transactions?order_id=nope", headers=h), 400)
+    assert_error(await client.get("/v1/ledger/transactions?limit=500", headers=h), 400)
+    empty = (await client.get("/v1/ledger/balances", headers=h)).json()
+    assert empty == {"data": [], "trial_balance": []}

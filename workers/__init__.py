@@ -1,0 +1,1 @@
+"""Dramatiq workers and the scheduler. ``workers.broker`` is imported before any actor."""

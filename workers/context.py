@@ -1,0 +1,33 @@
+"""The worker process's runtime (engines, Redis, HTTP), created on first use."""
+
+from __future__ import annotations
+
+from core.runtime import Runtime, get_runtime, set_runtime
+from core.tenancy import TenantContext
+from owner.tenants.service import lookup
+
+
+def runtime() -> Runtime:
+    try:
+        return get_runtime()
+    except RuntimeError:
+        from core.settings import get_settings
+        from workers.broker import Enqueuer
+
+        settings = get_settings()
+        created = Runtime.create(settings)
+        created.enqueuer = Enqueuer(settings.redis_url or "")
+        if settings.smtp_url:
+            from tenant.notifications.service import SmtpSender, set_sender
+
+            set_sender(SmtpSender(settings.smtp_url))
+        set_runtime(created)
+        return created
+
+
+async def tenant(slug: str) -> TenantContext | None:
+    """The tenant to work for, or None when it is gone or suspended (work is skipped)."""
+    context = await lookup(runtime(), slug=slug)
+    if context is None or context.is_suspended:
+        return None
+    return context
