@@ -8,14 +8,16 @@ bounds how many connections this process holds to tenant databases in total.
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import DateTime, MetaData, Uuid, func
+from sqlalchemy import DateTime, Executable, MetaData, Uuid, func
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -143,3 +145,40 @@ def after_commit(session: object, action: Callable[[], None]) -> None:
 
     sync = getattr(session, "sync_session", session)
     event.listen(sync, "after_commit", lambda _: action(), once=True)
+
+
+COMMIT_VERIFY_SECONDS = 15.0
+_XACT_STATE = """
+SELECT CASE WHEN CAST(CAST(:xid AS text) AS xid8) < pg_current_xact_id()
+            THEN pg_xact_status(CAST(CAST(:xid AS text) AS xid8)) END
+"""
+
+
+async def transaction_committed(
+        connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]], xid: str,
+        probe: Executable, *, within: float = COMMIT_VERIFY_SECONDS) -> bool | None:
+    """Whether transaction ``xid`` committed, for a COMMIT whose reply was lost.
+
+    A server crash between flushing a commit record and answering it leaves the client
+    with an error for a transaction that did commit. Once the server answers again and
+    ``xid`` is no longer in progress, ``probe`` (a query that returns a row only if the
+    transaction's writes exist, e.g. the row it inserted by primary key) settles it. The
+    xid alone cannot: one whose records never reached the WAL is handed out again after
+    recovery, so its status may be another transaction's. Returns None if the server is
+    not back within ``within`` seconds.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            async with connect() as conn:
+                state = await conn.scalar(text(_XACT_STATE), {"xid": xid})
+                if state != "in progress":
+                    return (await conn.execute(probe)).first() is not None
+        except (DBAPIError, OSError):
+            pass  # still down or starting up
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.2)

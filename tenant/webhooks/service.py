@@ -13,16 +13,18 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import transaction_committed
 from core.errors import NotFound, PaymeshError, ValidationError
 from core.metrics import ENQUEUE_FAILURES, WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
 from core.runtime import Runtime
 from core.tenancy import TenantContext
-from providers.base import WebhookRequest, WebhookVerificationError
+from providers.base import NormalizedEvent, WebhookRequest, WebhookVerificationError
 from tenant.audit.models import AuditLog
 from tenant.provider_configs.service import provider_for
 from tenant.webhooks.models import EventStatus, WebhookEvent
@@ -40,29 +42,30 @@ async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
                  headers: dict[str, str], body: bytes) -> tuple[uuid.UUID | None, bool]:
     """Store a verified event; returns (event id, newly stored)."""
     request = WebhookRequest(headers={k.lower(): v for k, v in headers.items()}, body=body)
-    async with runtime.tenant_session(tenant.db_url) as session:
-        try:
-            provider = await provider_for(runtime, session, tenant, provider_code)
-        except NotFound:
-            WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()
+    event_id: uuid.UUID | None = None
+    xid: str | None = None
+    try:
+        async with runtime.tenant_session(tenant.db_url) as session:
+            event = await _verified_event(runtime, session, tenant, provider_code, request)
+            stored = (await session.execute(
+                insert(WebhookEvent)
+                .values(id=uuid.uuid4(), provider=provider_code,
+                        provider_event_id=event.provider_event_id[:255],
+                        event_type=event.type.value, status=EventStatus.RECEIVED, attempts=0,
+                        body=body, normalized=msgspec.to_builtins(event))
+                .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
+                .returning(WebhookEvent.id, cast(func.pg_current_xact_id(), Text))
+            )).first()
+            if stored is not None:
+                event_id, xid = stored
+    except (DBAPIError, OSError):
+        # The acknowledgement must match what is stored: if the COMMIT's reply was lost,
+        # ask the server whether it landed before answering either way.
+        if xid is None or not await transaction_committed(
+                lambda: runtime.tenants.connect(tenant.db_url), xid,
+                select(WebhookEvent.id).where(WebhookEvent.id == event_id)):
             raise
-        try:
-            provider.verify_webhook(request)
-            event = provider.parse_webhook(request)
-        except WebhookVerificationError as exc:
-            WEBHOOKS_REJECTED.labels(provider_code, exc.code).inc()
-            log.warning("webhook rejected: tenant=%s provider=%s reason=%s", tenant.slug,
-                        provider_code, exc.code)
-            raise WebhookRejected(exc.message, code=exc.code) from exc
-        event_id = await session.scalar(
-            insert(WebhookEvent)
-            .values(id=uuid.uuid4(), provider=provider_code,
-                    provider_event_id=event.provider_event_id[:255],
-                    event_type=event.type.value, status=EventStatus.RECEIVED, attempts=0,
-                    body=body, normalized=msgspec.to_builtins(event))
-            .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-            .returning(WebhookEvent.id)
-        )
+        log.warning("commit reply lost but event %s is stored: acknowledging", event_id)
     if event_id is None:
         WEBHOOKS_DUPLICATE.labels(provider_code).inc()
         return None, False
@@ -70,6 +73,24 @@ async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
     if not await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(event_id)):
         ENQUEUE_FAILURES.inc()
     return event_id, True
+
+
+async def _verified_event(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+                          provider_code: str, request: WebhookRequest) -> NormalizedEvent:
+    """The request's normalized event, or a rejection (a log line and a metric only)."""
+    try:
+        provider = await provider_for(runtime, session, tenant, provider_code)
+    except NotFound:
+        WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()
+        raise
+    try:
+        provider.verify_webhook(request)
+        return provider.parse_webhook(request)
+    except WebhookVerificationError as exc:
+        WEBHOOKS_REJECTED.labels(provider_code, exc.code).inc()
+        log.warning("webhook rejected: tenant=%s provider=%s reason=%s", tenant.slug,
+                    provider_code, exc.code)
+        raise WebhookRejected(exc.message, code=exc.code) from exc
 
 
 async def list_events(session: AsyncSession, *, status: str | None, provider: str | None,
