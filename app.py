@@ -116,7 +116,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await close_shared_clients()
         set_runtime(None)
 
-    prometheus = PrometheusConfig(app_name="paymesh", prefix="paymesh",
+    # path labels are route templates: one series per endpoint, not per order or tenant
+    prometheus = PrometheusConfig(app_name="paymesh", prefix="paymesh", group_path=True,
                                   exclude=["/metrics", "/healthz", "/readyz"])
     return Litestar(
         route_handlers=[

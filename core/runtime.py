@@ -6,9 +6,10 @@ composition root. Handlers reach it through dependencies; actors through :func:`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -21,6 +22,12 @@ from core.settings import Settings, get_settings
 _runtime: Runtime | None = None
 
 
+class Enqueuer(Protocol):
+    async def __call__(self, actor: str, *args: object) -> bool: ...
+
+    async def many(self, actor: str, calls: Sequence[Sequence[object]]) -> bool: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -29,9 +36,9 @@ class Runtime:
     keyring: MasterKeyring
     http: httpx.AsyncClient
     extras: dict[str, object] = field(default_factory=dict)
-    #: Sends a message to a worker actor by name; set by the composition root.
-    #: Returns False when the broker is unreachable (callers keep their own record).
-    enqueuer: Callable[..., Awaitable[bool]] | None = None
+    #: Sends messages to worker actors by name; set by the composition root.
+    #: Answers False when the broker is unreachable (callers keep their own record).
+    enqueuer: Enqueuer | None = None
 
     @classmethod
     def create(cls, settings: Settings | None = None) -> Runtime:
@@ -62,6 +69,12 @@ class Runtime:
         if self.enqueuer is None:
             return False
         return await self.enqueuer(actor, *args)
+
+    async def enqueue_many(self, actor: str, calls: Sequence[Sequence[object]]) -> bool:
+        """One message per argument list, in one round trip; never raises."""
+        if self.enqueuer is None:
+            return False
+        return await self.enqueuer.many(actor, calls)
 
     def tenant_session(self, db_url: str):  # type: ignore[no-untyped-def]
         return self.tenants.session(db_url)

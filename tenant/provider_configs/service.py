@@ -214,6 +214,16 @@ async def provider_for(runtime: Runtime, session: AsyncSession, tenant: TenantCo
     return provider
 
 
+async def webhook_provider(runtime: Runtime, tenant: TenantContext,
+                           code: str) -> PaymentProvider:
+    """:func:`provider_for` that opens a session only on a cache miss (the webhook door)."""
+    cached = _providers.get((tenant.id, code))
+    if cached is not None:
+        return cached  # type: ignore[return-value]
+    async with runtime.tenant_session(tenant.db_url) as session:
+        return await provider_for(runtime, session, tenant, code)
+
+
 async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
                            code: str, actor: Actor) -> ProviderConfigRow:
     row = await get_config(session, code)

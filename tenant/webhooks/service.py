@@ -13,24 +13,24 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import Text, cast, func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import transaction_committed
 from core.errors import NotFound, PaymeshError, ValidationError
-from core.metrics import ENQUEUE_FAILURES, WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
+from core.metrics import WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
 from core.runtime import Runtime
 from core.tenancy import TenantContext
 from providers.base import NormalizedEvent, WebhookRequest, WebhookVerificationError
 from tenant.audit.models import AuditLog
-from tenant.provider_configs.service import provider_for
+from tenant.provider_configs.service import webhook_provider
+from tenant.webhooks.inbox import PROCESS_ACTOR, InboxRow, inbox_writer
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
-PROCESS_ACTOR = "process_webhook_event"
+__all__ = ["PROCESS_ACTOR", "WebhookRejected", "event_out", "ingest", "list_events",
+           "mark_for_replay"]
+_JSON = msgspec.json.Encoder()
 
 
 class WebhookRejected(PaymeshError):
@@ -40,46 +40,27 @@ class WebhookRejected(PaymeshError):
 
 async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
                  headers: dict[str, str], body: bytes) -> tuple[uuid.UUID | None, bool]:
-    """Store a verified event; returns (event id, newly stored)."""
+    """Store a verified event; returns (event id, newly stored).
+
+    Stored through the inbox writer (group commit); committed before this returns.
+    """
     request = WebhookRequest(headers={k.lower(): v for k, v in headers.items()}, body=body)
-    event_id: uuid.UUID | None = None
-    xid: str | None = None
-    try:
-        async with runtime.tenant_session(tenant.db_url) as session:
-            event = await _verified_event(runtime, session, tenant, provider_code, request)
-            stored = (await session.execute(
-                insert(WebhookEvent)
-                .values(id=uuid.uuid4(), provider=provider_code,
-                        provider_event_id=event.provider_event_id[:255],
-                        event_type=event.type.value, status=EventStatus.RECEIVED, attempts=0,
-                        body=body, normalized=msgspec.to_builtins(event))
-                .on_conflict_do_nothing(index_elements=["provider", "provider_event_id"])
-                .returning(WebhookEvent.id, cast(func.pg_current_xact_id(), Text))
-            )).first()
-            if stored is not None:
-                event_id, xid = stored
-    except (DBAPIError, OSError):
-        # The acknowledgement must match what is stored: if the COMMIT's reply was lost,
-        # ask the server whether it landed before answering either way.
-        if xid is None or not await transaction_committed(
-                lambda: runtime.tenants.connect(tenant.db_url), xid,
-                select(WebhookEvent.id).where(WebhookEvent.id == event_id)):
-            raise
-        log.warning("commit reply lost but event %s is stored: acknowledging", event_id)
-    if event_id is None:
+    event = await _verified_event(runtime, tenant, provider_code, request)
+    row = InboxRow(provider=provider_code, provider_event_id=event.provider_event_id[:255],
+                   event_type=event.type.value, body=body,
+                   normalized=_JSON.encode(event).decode(), id=uuid.uuid4())
+    if not await inbox_writer(runtime).store(tenant, row):
         WEBHOOKS_DUPLICATE.labels(provider_code).inc()
         return None, False
     WEBHOOKS_RECEIVED.labels(provider_code).inc()
-    if not await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(event_id)):
-        ENQUEUE_FAILURES.inc()
-    return event_id, True
+    return row.id, True
 
 
-async def _verified_event(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
-                          provider_code: str, request: WebhookRequest) -> NormalizedEvent:
+async def _verified_event(runtime: Runtime, tenant: TenantContext, provider_code: str,
+                          request: WebhookRequest) -> NormalizedEvent:
     """The request's normalized event, or a rejection (a log line and a metric only)."""
     try:
-        provider = await provider_for(runtime, session, tenant, provider_code)
+        provider = await webhook_provider(runtime, tenant, provider_code)
     except NotFound:
         WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()
         raise

@@ -42,6 +42,22 @@ async def test_valid_event_is_stored_once(client, make_tenant):
     assert events[0]["status"] == "received"
 
 
+async def test_a_concurrent_burst_with_duplicates_stores_each_event_once(client, make_tenant):
+    """Concurrent requests share inbox batches; a duplicate inside one batch is still one."""
+    tenant = await sandbox_tenant(client, make_tenant)
+    url = f"/webhooks/{tenant.slug}/sandbox"
+    bodies = [event_body("noise.event", {"id": f"x{n}"}, f"evt_burst_{n}") for n in range(30)]
+    requests = [body for body in bodies for _ in range(2)]
+    answers = await asyncio.gather(*[client.post(url, content=b, headers=signed(b))
+                                     for b in requests])
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    fresh = [b for b, r in zip(requests, answers, strict=True) if not r.json()["duplicate"]]
+    assert sorted(fresh) == sorted(bodies)  # each event acknowledged as new exactly once
+    events = await inbox(client, tenant)
+    assert sorted(e["provider_event_id"] for e in events) == sorted(
+        f"evt_burst_{n}" for n in range(30))
+
+
 async def test_forged_stale_malformed_oversized_are_refused_and_leave_no_trace(client,
                                                                               make_tenant):
     tenant = await sandbox_tenant(client, make_tenant)
