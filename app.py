@@ -6,6 +6,7 @@ Nothing imports this module except the CLI, the workers' entry point and the tes
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from typing import Any
 
@@ -105,6 +106,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     async def on_startup(app: Litestar) -> None:
         set_runtime(runtime)
+        # what startup built (routes, mappers, compiled SQL) lives as long as the process:
+        # keep it out of the collector's full passes, whose pauses show up as p99
+        gc.collect()
+        gc.freeze()
         app.state.pruner = asyncio.get_running_loop().create_task(prune_idle_engines())
 
     async def on_shutdown(app: Litestar) -> None:

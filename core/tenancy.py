@@ -7,11 +7,13 @@ in, so ``core`` does not import ``owner``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from litestar.datastructures import State
 from litestar.middleware import ASGIMiddleware
@@ -62,6 +64,25 @@ class TtlCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._data: dict[object, tuple[float, object]] = {}
+        self._loading: dict[tuple[int, object], asyncio.Future[Any]] = {}
+
+    async def get_or_load(self, key: object, load: Callable[[], Awaitable[Any]]) -> Any:
+        """The cached value, or one load shared by every concurrent miss on ``key``: when
+        an entry expires under load, one query refills it instead of one per request."""
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        flight = (id(asyncio.get_running_loop()), key)
+        future = self._loading.get(flight)
+        if future is None:
+            future = self._loading[flight] = asyncio.ensure_future(self._fill(key, load))
+            future.add_done_callback(lambda _: self._loading.pop(flight, None))
+        return await asyncio.shield(future)
+
+    async def _fill(self, key: object, load: Callable[[], Awaitable[Any]]) -> Any:
+        value = await load()
+        self.put(key, value)
+        return value
 
     def get(self, key: object) -> object | None:
         hit = self._data.get(key)

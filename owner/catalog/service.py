@@ -190,23 +190,22 @@ class CatalogEntry:
 
 async def catalog_snapshot(runtime: Runtime) -> dict[str, CatalogEntry]:
     """The owner catalog, cached a few seconds per process (tenant reads are hot)."""
-    hit = _catalog_cache.get("all")
-    if hit is not None:
-        return hit  # type: ignore[return-value]
-    async with runtime.owner_session() as session:
-        rows = await list_providers(session)
-    snapshot = {
-        p.code: CatalogEntry(
-            code=p.code, name=p.name, status=p.status, priority=p.priority,
-            handler_key=p.handler_key, api_base_url=p.api_base_url,
-            sandbox_api_base_url=p.sandbox_api_base_url,
-            required_keys=tuple(p.required_keys), config_schema=p.config_schema,
-            currencies={c.currency: c for c in p.currencies}, row=p,
-        )
-        for p in rows
-    }
-    _catalog_cache.put("all", snapshot)
-    return snapshot
+
+    async def load() -> dict[str, CatalogEntry]:
+        async with runtime.owner_session() as session:
+            rows = await list_providers(session)
+        return {
+            p.code: CatalogEntry(
+                code=p.code, name=p.name, status=p.status, priority=p.priority,
+                handler_key=p.handler_key, api_base_url=p.api_base_url,
+                sandbox_api_base_url=p.sandbox_api_base_url,
+                required_keys=tuple(p.required_keys), config_schema=p.config_schema,
+                currencies={c.currency: c for c in p.currencies}, row=p,
+            )
+            for p in rows
+        }
+
+    return await _catalog_cache.get_or_load("all", load)  # type: ignore[no-any-return]
 
 
 def forget_catalog_cache() -> None:

@@ -73,8 +73,8 @@ async def revoke(session: AsyncSession, key_id_or_prefix: str, *, actor: Actor) 
 async def authenticate(engine: AsyncEngine, raw: str) -> Principal | None:
     """Resolve a raw key to its principal (cached briefly; revocation clears the cache)."""
     digest = hash_key(raw)
-    hit = _cache.get(digest)
-    if hit is None:
+
+    async def load() -> Principal | bool:
         async with AsyncSession(engine) as session:
             row = (
                 await session.execute(
@@ -83,8 +83,9 @@ async def authenticate(engine: AsyncEngine, raw: str) -> Principal | None:
                     )
                 )
             ).first()
-        hit = Principal(key_id=row.id, kind=row.kind, tenant_id=row.tenant_id) if row else False
-        _cache.put(digest, hit)
+        return Principal(key_id=row.id, kind=row.kind, tenant_id=row.tenant_id) if row else False
+
+    hit = await _cache.get_or_load(digest, load)
     if not hit:
         return None
     await _touch(engine, hit.key_id)  # type: ignore[union-attr]

@@ -181,17 +181,17 @@ async def lookup(runtime: Runtime, *, slug: str | None = None,
                  tenant_id: uuid.UUID | None = None) -> TenantContext | None:
     """Tenant context by slug or id, cached for a few seconds per process."""
     key = ("slug", slug) if slug is not None else ("id", tenant_id)
-    hit = _contexts.get(key)
-    if hit is not None:
-        return hit or None  # type: ignore[return-value]
-    query = select(Tenant).where(
-        Tenant.slug == slug if slug is not None else Tenant.id == tenant_id
-    )
-    async with runtime.owner_session() as session:
-        tenant = (await session.scalars(query)).first()
-        context = context_of(tenant) if tenant and tenant.status != "provisioning" else None
-    _contexts.put(key, context or False)
-    return context
+
+    async def load() -> TenantContext | bool:
+        query = select(Tenant).where(
+            Tenant.slug == slug if slug is not None else Tenant.id == tenant_id
+        )
+        async with runtime.owner_session() as session:
+            tenant = (await session.scalars(query)).first()
+            live = tenant is not None and tenant.status != "provisioning"
+            return context_of(tenant) if live else False  # misses are cached too
+
+    return await _contexts.get_or_load(key, load) or None
 
 
 def forget_cached_tenants() -> None:

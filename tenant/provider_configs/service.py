@@ -217,11 +217,11 @@ async def provider_for(runtime: Runtime, session: AsyncSession, tenant: TenantCo
 async def webhook_provider(runtime: Runtime, tenant: TenantContext,
                            code: str) -> PaymentProvider:
     """:func:`provider_for` that opens a session only on a cache miss (the webhook door)."""
-    cached = _providers.get((tenant.id, code))
-    if cached is not None:
-        return cached  # type: ignore[return-value]
-    async with runtime.tenant_session(tenant.db_url) as session:
-        return await provider_for(runtime, session, tenant, code)
+    async def load() -> PaymentProvider:
+        async with runtime.tenant_session(tenant.db_url) as session:
+            return await provider_for(runtime, session, tenant, code)
+
+    return await _providers.get_or_load((tenant.id, code), load)  # type: ignore[no-any-return]
 
 
 async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
