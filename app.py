@@ -15,11 +15,12 @@ from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from sqlalchemy import text
 
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
+from core.metrics import HttpMetricsMiddleware
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
 from core.settings import Settings, get_settings
@@ -28,16 +29,16 @@ from owner.catalog.controllers import CatalogController
 from owner.keys import service as keys
 from owner.tenants import service as tenants
 from owner.tenants.controllers import ClusterController, TenantController
+from providers.registry import close_shared_clients
+from providers.sandbox.gateway import create_gateway_router
 from tenant.audit.controllers import AuditController
 from tenant.ledger.controllers import LedgerController
 from tenant.orders.controllers import OrderController
 from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
-from tenant.settings.controllers import SettingsController
-from providers.sandbox.gateway import create_gateway_router
-from providers.registry import close_shared_clients
 from tenant.provider_configs.controllers import ProviderConfigController
+from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import WebhookEventController, WebhookIngestController
 from workers.broker import Enqueuer
 
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await asyncio.sleep(60)
             try:
                 await runtime.tenants.prune()
-            except Exception:  # noqa: BLE001 - housekeeping must never kill the API
+            except Exception:
                 log.exception("pruning idle tenant engines failed")
 
     async def on_startup(app: Litestar) -> None:
@@ -121,9 +122,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await close_shared_clients()
         set_runtime(None)
 
-    # path labels are route templates: one series per endpoint, not per order or tenant
-    prometheus = PrometheusConfig(app_name="paymesh", prefix="paymesh", group_path=True,
-                                  exclude=["/metrics", "/healthz", "/readyz"])
     return Litestar(
         route_handlers=[
             healthz, readyz, MetricsController,
@@ -136,7 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware, TenancyMiddleware(lookup_key, lookup_tenant)],
+        middleware=[HttpMetricsMiddleware(), TenancyMiddleware(lookup_key, lookup_tenant)],
         state=State({"runtime": runtime}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
