@@ -9,6 +9,7 @@ bounds how many connections this process holds to tenant databases in total.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,13 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs from one ``os.urandom`` call; one call per id
+    was a measurable share of the webhook door's CPU."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[i:i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
 class OwnerBase(DeclarativeBase):

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
+from core.db import new_ids
 from core.redis import get_redis
 from core.settings import get_settings
 
@@ -61,12 +61,13 @@ class Enqueuer:
             return True
         if time.monotonic() < self._down_until:
             return False
+        ids = iter(new_ids(2 * len(calls)))
         messages = {}
         for args in calls:
-            redis_id = str(uuid.uuid4())
+            redis_id = str(next(ids))
             messages[redis_id] = dramatiq.Message(
                 queue_name=QUEUE, actor_name=actor, args=tuple(args), kwargs={},
-                options={"redis_message_id": redis_id}).encode()
+                options={"redis_message_id": redis_id}, message_id=str(next(ids))).encode()
         try:
             async with get_redis(self.url).pipeline(transaction=True) as pipe:
                 pipe.hset(f"{QUEUE_KEY}.msgs", mapping=messages)

@@ -8,6 +8,7 @@ out a ``whsec_`` per endpoint, without a dashboard to copy it from).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from datetime import UTC, datetime
@@ -19,8 +20,10 @@ SIGNATURE_HEADER = "Sandbox-Signature"
 TOLERANCE_SECONDS = 300
 
 
+@functools.lru_cache(maxsize=1024)
 def webhook_secret_for(secret_key: str) -> str:
-    """The signing secret of the account that owns ``secret_key``."""
+    """The signing secret of the account that owns ``secret_key`` (a pure function,
+    memoized: every incoming webhook needs it)."""
     digest = hmac.new(secret_key.encode(), b"paymesh-sandbox-webhook", hashlib.sha256)
     return "whsec_" + digest.hexdigest()[:40]
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from core.db import transaction_committed
+from core.db import new_ids, transaction_committed
 from core.errors import ServiceUnavailable
 from core.metrics import ENQUEUE_FAILURES
 from core.runtime import Runtime
@@ -51,14 +51,14 @@ class InboxRow:
     event_type: str
     body: bytes
     normalized: str  # the normalized event as JSON text
-    id: uuid.UUID
 
 
 @dataclass(slots=True)
 class _Pending:
     tenant: TenantContext
     row: InboxRow
-    stored: asyncio.Future[bool]
+    stored: asyncio.Future[uuid.UUID | None]
+    id: uuid.UUID | None = None
 
 
 class InboxWriter:
@@ -72,8 +72,8 @@ class InboxWriter:
         self._running: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def store(self, tenant: TenantContext, row: InboxRow) -> bool:
-        """Store ``row``; True if it is new, False if the provider sent it before."""
+    async def store(self, tenant: TenantContext, row: InboxRow) -> uuid.UUID | None:
+        """Store ``row``; its event id if it is new, None if the provider sent it before."""
         pending = _Pending(tenant, row, asyncio.get_running_loop().create_future())
         self._queues.setdefault(tenant.db_url, []).append(pending)
         if self._running.get(tenant.db_url, 0) < self.writers:
@@ -91,17 +91,19 @@ class InboxWriter:
         try:
             while queue := self._queues.get(db_url):
                 batch, self._queues[db_url] = queue[:self.max_batch], queue[self.max_batch:]
+                for p, event_id in zip(batch, new_ids(len(batch)), strict=True):
+                    p.id = event_id
                 try:
-                    stored = await self._write(db_url, [p.row for p in batch])
+                    stored = await self._write(db_url, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
                     _settle(batch, error=exc)
                     continue
                 for p in batch:
                     if not p.stored.done():
-                        p.stored.set_result(p.row.id in stored)
+                        p.stored.set_result(p.id if p.id in stored else None)
                 # answered already; the next batch need not wait for Redis either
-                self._spawn(self._enqueue(batch[0].tenant, [p.row.id for p in batch
-                                                            if p.row.id in stored]))
+                self._spawn(self._enqueue(batch[0].tenant,
+                                          [p.id for p in batch if p.id in stored]))
         finally:  # cancelled (shutdown): nobody may wait forever
             self._running[db_url] -= 1
             if not self._running[db_url]:
@@ -111,10 +113,11 @@ class InboxWriter:
                 left = batch
             _settle(left, error=ServiceUnavailable("the inbox is shutting down; retry"))
 
-    async def _write(self, db_url: str, rows: list[InboxRow]) -> set[uuid.UUID]:
+    async def _write(self, db_url: str, batch: list[_Pending]) -> set[uuid.UUID]:
         """Insert a batch; returns the ids that were new. Raises if it did not commit."""
+        rows = [p.row for p in batch]
         params = {
-            "ids": [r.id for r in rows], "providers": [r.provider for r in rows],
+            "ids": [p.id for p in batch], "providers": [r.provider for r in rows],
             "event_ids": [r.provider_event_id for r in rows],
             "types": [r.event_type for r in rows], "bodies": [r.body for r in rows],
             "normalized": [r.normalized for r in rows],

@@ -48,12 +48,13 @@ async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
     event = await _verified_event(runtime, tenant, provider_code, request)
     row = InboxRow(provider=provider_code, provider_event_id=event.provider_event_id[:255],
                    event_type=event.type.value, body=body,
-                   normalized=_JSON.encode(event).decode(), id=uuid.uuid4())
-    if not await inbox_writer(runtime).store(tenant, row):
+                   normalized=_JSON.encode(event).decode())
+    event_id = await inbox_writer(runtime).store(tenant, row)
+    if event_id is None:
         WEBHOOKS_DUPLICATE.labels(provider_code).inc()
         return None, False
     WEBHOOKS_RECEIVED.labels(provider_code).inc()
-    return row.id, True
+    return event_id, True
 
 
 async def _verified_event(runtime: Runtime, tenant: TenantContext, provider_code: str,
