@@ -62,6 +62,23 @@ class AuditLogMixin:
         return (Index("ix_audit_log_entity", "entity_type", "entity_id", "created_at"),)
 
 
+def audit_row(actor: Actor, action: str, entity_type: str, entity_id: object,
+              data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The column values of one audit row (for a Core ``INSERT`` on a hot path)."""
+    return {
+        "id": uuid.uuid4(),
+        "created_at": utcnow(),
+        "actor_key_id": actor.key_id,
+        "actor_kind": actor.kind,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id),
+        "data": data or {},
+        "ip": actor.ip,
+        "user_agent": (actor.user_agent or "")[:256] or None,
+    }
+
+
 def record(
     session: AsyncSession,
     model: type[AuditLogMixin],
@@ -71,15 +88,6 @@ def record(
     entity_id: object,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        model(  # type: ignore[call-arg]
-            actor_key_id=actor.key_id,
-            actor_kind=actor.kind,
-            action=action,
-            entity_type=entity_type,
-            entity_id=str(entity_id),
-            data=data or {},
-            ip=actor.ip,
-            user_agent=(actor.user_agent or "")[:256] or None,
-        )
-    )
+    row = audit_row(actor, action, entity_type, entity_id, data)
+    del row["id"], row["created_at"]  # the model's defaults, taken at flush time
+    session.add(model(**row))  # type: ignore[call-arg]

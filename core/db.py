@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import DateTime, Executable, MetaData, Uuid, func
+from sqlalchemy import DateTime, Executable, MetaData, Uuid, event, func
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -106,15 +107,32 @@ def server_key(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 0, **kw: Any) -> AsyncEngine:
-    return create_async_engine(
+    """An asyncpg engine whose pool hands out only connections that are still open.
+
+    No ``pool_pre_ping``: a ping is three round trips (BEGIN, ``;``, ROLLBACK) on every
+    checkout. A server that restarts or kills a backend closes the socket, and asyncpg
+    marks the connection closed as soon as the event loop sees that, so the checkout hook
+    below discards such a connection (the pool opens a fresh one) without a round trip.
+    A connection that dies unnoticed fails its first statement, and SQLAlchemy's
+    disconnect handling invalidates it (and every older pooled connection) then.
+    """
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "paymesh"}, "timeout": 10},
         **kw,
     )
+    event.listen(engine.sync_engine, "checkout", _discard_closed)
+    return engine
+
+
+def _discard_closed(_dbapi: Any, record: Any, _proxy: Any) -> None:
+    if record.driver_connection.is_closed():
+        # the server went away since this connection was pooled; every connection opened
+        # before now is suspect, so the pool replaces them all (lazily, at checkout)
+        raise InvalidatePoolError("pooled connection was closed by the server")
 
 
 @asynccontextmanager

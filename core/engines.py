@@ -15,6 +15,7 @@ the same schema, so SQL compiled for one serves every other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.util import LRUCache
 
 from core.db import make_engine, server_key
+from core.sql import Transaction
 
 COMPILED_CACHE_SIZE = 2000
 
@@ -156,6 +158,20 @@ class TenantEngineRegistry:
             async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                 async with session.begin():
                     yield session
+
+    @asynccontextmanager
+    async def transaction(self, url: str) -> AsyncIterator[Transaction]:
+        """A transaction for plain SQL, with an ORM session only if something asks for one
+        (see :class:`core.sql.Transaction`): committed on success, rolled back on error."""
+        async with self.connect(url) as conn:
+            tx = Transaction(conn, await conn.begin())
+            try:
+                yield tx
+            except BaseException:
+                with contextlib.suppress(Exception):  # the error that got us here matters
+                    await tx.finish(commit=False)
+                raise
+            await tx.finish(commit=True)
 
     async def forget(self, url: str) -> None:
         """Drop everything held for one database (before dropping or renaming it)."""

@@ -28,12 +28,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.enums import MediaType
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Uuid, delete, func, select, text
+from sqlalchemy import DateTime, Integer, LargeBinary, String, Uuid, delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import TenantBase, utcnow
 from core.errors import Conflict, UnprocessableError, ValidationError
+from core.sql import Transaction, sql
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -110,45 +111,52 @@ def key_of(request: Request[Any, Any, Any]) -> str | None:
     return key
 
 
+_LOCK = "SELECT pg_try_advisory_xact_lock($1, $2)"
+_STORED = ("SELECT method, path, request_hash, status_code, response_body, expires_at "
+           "FROM idempotency_keys WHERE key = $1")
+_FORGET = "DELETE FROM idempotency_keys WHERE key = $1"
+_REMEMBER = ("INSERT INTO idempotency_keys (id, key, method, path, request_hash, status_code, "
+             "response_body, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+
+
 async def run_idempotent(
     request: Request[Any, Any, Any],
-    session: AsyncSession,
+    db: AsyncSession | Transaction,
     work: Callable[[], Awaitable[Outcome]],
     *,
     now: datetime | None = None,
 ) -> Response[Any]:
-    """Run ``work`` at most once per ``Idempotency-Key`` (no key: just run it)."""
+    """Run ``work`` at most once per ``Idempotency-Key`` (no key: just run it).
+
+    The bookkeeping is three plain statements in the request's transaction ``db`` (lock,
+    look up, remember); ``work`` may use it as it likes.
+    """
     key = key_of(request)
     if key is None:
         status, content = await work()
         return _json(status, encode(content))
     now = now or utcnow()
     digest = fingerprint(request.method, request.url.path, await request.body())
-    locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:ns, :id)"),
-                                  {"ns": _LOCK_NAMESPACE, "id": _lock_id(key)})
-    if not locked:
+    statements = await sql(db)
+    if not await statements.fetchval(_LOCK, _LOCK_NAMESPACE, _lock_id(key)):
         raise IdempotencyInFlight(
             "a request with this Idempotency-Key is still being processed; retry shortly",
             param=HEADER)
-    stored = (await session.scalars(
-        select(IdempotencyRecord).where(IdempotencyRecord.key == key))).first()
-    if stored is not None and stored.expires_at > now:
-        if stored.request_hash != digest:
+    stored = await statements.fetchrow(_STORED, key)
+    if stored is not None and stored["expires_at"] > now:
+        if stored["request_hash"] != digest:
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was already used with a different request "
-                f"({stored.method} {stored.path}); use a new key", param=HEADER)
-        return _json(stored.status_code, stored.response_body, replayed=True)
+                f"({stored['method']} {stored['path']}); use a new key", param=HEADER)
+        return _json(stored["status_code"], stored["response_body"], replayed=True)
     if stored is not None:  # expired: the key is free again
-        await session.delete(stored)
-        await session.flush()
+        await statements.execute(_FORGET, key)
     status, content = await work()
     body = encode(content)
     if status < 500:
-        session.add(IdempotencyRecord(key=key, method=request.method.upper(),
-                                      path=request.url.path[:500], request_hash=digest,
-                                      status_code=status, response_body=body,
-                                      created_at=now, expires_at=now + RETENTION))
-        await session.flush()
+        await statements.execute(_REMEMBER, uuid.uuid4(), key, request.method.upper(),
+                                 request.url.path[:500], digest, status, body, now,
+                                 now + RETENTION)
     return _json(status, body)
 
 
