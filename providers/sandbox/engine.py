@@ -36,7 +36,7 @@ from providers.sandbox.models import (
     refund_view,
 )
 from providers.sandbox.signing import webhook_secret_for
-from providers.sandbox.store import IDEMPOTENCY_TTL, RECORD_TTL, key, read, transact, write
+from providers.sandbox.store import IDEMPOTENCY_TTL, key, read, transact, write
 
 MAX_AMOUNT = 10**12
 #: The sandbox's simulated processing fee, so ledgers and net-payout reports see one.
@@ -114,28 +114,16 @@ async def create_payment(
         metadata=body.metadata,
     )
 
-    async def run(pipe: Pipeline) -> Payment:
-        if idem:
-            existing_id = await pipe.get(idem)
-            if existing_id is not None:
-                existing = await read(pipe, key("payment", existing_id.decode()), Payment)
-                if existing is not None:
-                    if existing.request_hash != fingerprint:
-                        raise GatewayError(
-                            422,
-                            "idempotency_key_reused",
-                            "This Idempotency-Key was used with different parameters.",
-                        )
-                    pipe.multi()
-                    return existing
-        pipe.multi()
-        write(pipe, key("payment", payment.id), payment)
-        pipe.set(account_key, webhook_secret_for(secret_key or ""), ex=RECORD_TTL)
-        if idem:
-            pipe.set(idem, payment.id, ex=IDEMPOTENCY_TTL)
-        return payment
-
-    return await transact([idem] if idem else [account_key], run)
+    stored = await store.create_once(
+        "payment", payment, payment.id, Payment, idem,
+        also=(account_key, webhook_secret_for(secret_key or "")))
+    if stored.id != payment.id and stored.request_hash != fingerprint:
+        raise GatewayError(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with different parameters.",
+        )
+    return stored
 
 
 async def get_payment(payment_id: str, *, account: str | None = None) -> Payment:

@@ -10,6 +10,12 @@ Mounted by the composition root at ``/sandbox``:
 
 Webhooks leave through :func:`deliver_webhook`, called by a worker with the delivery id the
 gateway hands to ``dispatch``: the router never blocks a customer on a merchant endpoint.
+
+A process that serves the router also answers the provider half's creates and reads
+in-process (:func:`serves`, :func:`api_create_payment`, :func:`api_read_payment`): the
+same body validation, engine call and JSON view as the HTTP endpoints, minus a loopback
+HTTP round trip through this very process. Everything else (the hosted page, refunds,
+disputes, signed webhooks through a worker) stays on HTTP.
 """
 
 from __future__ import annotations
@@ -94,6 +100,43 @@ async def _decode(request: Request[Any, Any, Any], type_: type[S]) -> S:
         raise GatewayError(400, "invalid_json", "Request body is not valid JSON.") from exc
 
 
+def _convert(body: Any, type_: type[S]) -> S:
+    """:func:`_decode` for a body that is already Python data (an in-process call)."""
+    try:
+        return msgspec.convert({} if body is None else body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise GatewayError(400, "parameter_invalid", str(exc)) from exc
+
+
+# ------------------------------------------------------------------ API operations
+
+#: True once this process has built the router, i.e. serves the gateway API itself.
+_served_here = False
+
+
+def api_base_url(public_url: str) -> str:
+    return f"{public_url}/sandbox/api/v1"
+
+
+def serves(base_url: str) -> bool:
+    """Whether ``base_url`` is the gateway API this process serves (shared Redis state)."""
+    return _served_here and base_url == api_base_url(engine.public_url())
+
+
+async def api_create_payment(secret_key: str | None, body: Any, key: str | None) -> dict[str, Any]:
+    """``POST /api/v1/payments``: ``body`` is the decoded JSON object."""
+    payment_body = body if isinstance(body, PaymentBody) else _convert(body, PaymentBody)
+    payment = await engine.create_payment(secret_key, payment_body, key)
+    return payment_view(payment, engine.public_url())
+
+
+async def api_read_payment(secret_key: str | None, payment_id: str) -> dict[str, Any]:
+    """``GET /api/v1/payments/{payment_id}``."""
+    account = engine.account_for(secret_key)
+    payment = await engine.get_payment(payment_id, account=account)
+    return payment_view(payment, engine.public_url())
+
+
 def _after_result(payment: Payment) -> Response[Any]:
     url = result_url(payment)
     if url is None:
@@ -111,6 +154,9 @@ def create_gateway_router(dispatch: Dispatch) -> Router:
     :func:`store.pending_deliveries` for a sweeper, and the customer still sees the result.
     """
 
+    global _served_here
+    _served_here = True
+
     async def send_later(delivery_id: str | None) -> None:
         if delivery_id is None:
             return
@@ -125,14 +171,11 @@ def create_gateway_router(dispatch: Dispatch) -> Router:
     async def create_payment(request: Request[Any, Any, Any]) -> Response[Any]:
         body = await _decode(request, PaymentBody)
         key = request.headers.get("idempotency-key")
-        payment = await engine.create_payment(_bearer(request), body, key)
-        return _json(payment_view(payment, engine.public_url()))
+        return _json(await api_create_payment(_bearer(request), body, key))
 
     @get("/api/v1/payments/{payment_id:str}")
     async def read_payment(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
-        account = engine.account_for(_bearer(request))
-        payment = await engine.get_payment(payment_id, account=account)
-        return _json(payment_view(payment, engine.public_url()))
+        return _json(await api_read_payment(_bearer(request), payment_id))
 
     @post("/api/v1/refunds")
     async def create_refund(request: Request[Any, Any, Any]) -> Response[Any]:

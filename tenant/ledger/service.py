@@ -10,18 +10,25 @@ unbalanced transaction.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import utcnow
+from core.sql import Sql, Transaction, json_param, sql
 from tenant.ledger import accounts
-from tenant.ledger.models import DEBIT_NORMAL, AccountType, LedgerAccount, LedgerEntry
-from tenant.ledger.models import LedgerTransaction
+from tenant.ledger.models import (
+    DEBIT_NORMAL,
+    AccountType,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+)
 from tenant.ledger.schemas import BalanceOut, EntryOut, TransactionOut, TrialBalanceOut
 
 
@@ -55,18 +62,75 @@ def _check(lines: Sequence[Line], currency: str) -> list[Line]:
     return kept
 
 
-async def _account_ids(session: AsyncSession, codes: set[str]) -> dict[str, uuid.UUID]:
-    for code in sorted(codes):
-        name, kind = accounts.describe(code)
-        await session.execute(insert(LedgerAccount).values(
-            id=uuid.uuid4(), code=code, name=name, type=kind.value,
-        ).on_conflict_do_nothing(index_elements=["code"]))
-    rows = await session.execute(select(LedgerAccount.code, LedgerAccount.id)
-                                 .where(LedgerAccount.code.in_(codes)))
-    return {code: ident for code, ident in rows.all()}
+@dataclass
+class _Accounts:
+    """What one database connection knows of the chart: codes seen committed, and codes
+    it created itself, with the transaction that did (maybe not committed yet)."""
+
+    existing: set[str] = field(default_factory=set)
+    created: dict[str, str] = field(default_factory=dict)
 
 
-async def post(session: AsyncSession, *, key: str, kind: str, currency: str,
+#: Per connection: a dropped database takes its connections with it, so a code remembered
+#: here exists.
+_ACCOUNTS: weakref.WeakKeyDictionary[Any, _Accounts] = weakref.WeakKeyDictionary()
+
+_CREATE_ACCOUNTS = """
+    WITH created AS (
+        INSERT INTO ledger_accounts (id, code, name, type, created_at)
+        SELECT gen_random_uuid(), a.code, a.name, a.type, now()
+        FROM unnest($1::text[], $2::text[], $3::text[]) AS a(code, name, type)
+        ON CONFLICT (code) DO NOTHING
+        RETURNING code
+    )
+    SELECT CAST(pg_current_xact_id() AS text) AS xact, ARRAY(SELECT code FROM created) AS codes
+"""
+
+#: The journal transaction and its entries in one statement; no entries when the posting
+#: key was used before. Accounts are found by code (a missing one fails the NOT NULL).
+_POST = """
+    WITH txn AS (
+        INSERT INTO ledger_transactions (id, posting_key, kind, description, order_id,
+                                         payment_id, data, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (posting_key) DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO ledger_entries (id, transaction_id, position, account_id, currency, debit,
+                                credit)
+    SELECT gen_random_uuid(), txn.id, e.position - 1,
+           (SELECT a.id FROM ledger_accounts a WHERE a.code = e.account), e.currency,
+           e.debit, e.credit
+    FROM txn, unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[])
+              WITH ORDINALITY AS e(account, currency, debit, credit, position)
+    RETURNING transaction_id
+"""
+
+
+async def _ensure_accounts(db: Sql, codes: set[str]) -> None:
+    """Create the accounts ``codes`` that do not exist yet (chart of accounts).
+
+    A later statement of this transaction sees them: ``ON CONFLICT DO NOTHING`` waits for
+    a concurrent creator to commit. A code that conflicts exists committed, unless this
+    very transaction created it: only the others are remembered as existing.
+    """
+    known = _ACCOUNTS.setdefault(db.conn, _Accounts())
+    missing = sorted(codes - known.existing)
+    if not missing:
+        return
+    described = [accounts.describe(code) for code in missing]
+    xact, created = await db.fetchrow(
+        _CREATE_ACCOUNTS, missing, [name for name, _ in described],
+        [kind.value for _, kind in described])
+    for code in missing:
+        if code in created:
+            known.created[code] = xact
+        elif known.created.get(code) != xact:
+            known.created.pop(code, None)
+            known.existing.add(code)
+
+
+async def post(db: AsyncSession | Transaction, *, key: str, kind: str, currency: str,
                lines: Sequence[Line], order_id: uuid.UUID | None = None,
                payment_id: uuid.UUID | None = None, description: str = "",
                data: dict[str, Any] | None = None) -> uuid.UUID | None:
@@ -75,29 +139,23 @@ async def post(session: AsyncSession, *, key: str, kind: str, currency: str,
     kept = _check(lines, currency)
     if not kept:
         return None
+    statements = await sql(db)
+    await _ensure_accounts(statements, {line.account for line in kept})
     txn_id = uuid.uuid4()
-    inserted = await session.scalar(insert(LedgerTransaction).values(
-        id=txn_id, posting_key=key, kind=kind, description=description[:500],
-        order_id=order_id, payment_id=payment_id, data=data or {},
-    ).on_conflict_do_nothing(index_elements=["posting_key"]).returning(LedgerTransaction.id))
-    if inserted is None:
-        return None
-    ids = await _account_ids(session, {line.account for line in kept})
-    await session.execute(insert(LedgerEntry), [
-        {"id": uuid.uuid4(), "transaction_id": txn_id, "position": n,
-         "account_id": ids[line.account], "currency": line.currency or currency,
-         "debit": line.debit, "credit": line.credit}
-        for n, line in enumerate(kept)
-    ])
-    return txn_id
+    posted = await statements.fetchrow(
+        _POST, txn_id, key, kind, description[:500], order_id, payment_id,
+        json_param(data or {}), utcnow(), [line.account for line in kept],
+        [line.currency or currency for line in kept], [line.debit for line in kept],
+        [line.credit for line in kept])
+    return txn_id if posted is not None else None
 
 
 # ----------------------------------------------------------------------------- postings
 
 
-async def post_capture(session: AsyncSession, *, payment_id: uuid.UUID, order_id: uuid.UUID,
-                       provider: str, currency: str, amount: int, tax: int,
-                       fee: int | None, cash: bool = False) -> uuid.UUID | None:
+async def post_capture(db: AsyncSession | Transaction, *, payment_id: uuid.UUID,
+                       order_id: uuid.UUID, provider: str, currency: str, amount: int,
+                       tax: int, fee: int | None, cash: bool = False) -> uuid.UUID | None:
     """A captured payment: revenue and tax recognised against the customer, the customer's
     debt settled by the provider (or the till), the provider's fee expensed."""
     holder = accounts.CASH_ON_HAND if cash else accounts.clearing(provider)
@@ -112,7 +170,7 @@ async def post_capture(session: AsyncSession, *, payment_id: uuid.UUID, order_id
         Line(holder, credit=fee),
     ]
     kind = "payment.cash_received" if cash else "payment.captured"
-    return await post(session, key=f"{kind}:{payment_id}", kind=kind, currency=currency,
+    return await post(db, key=f"{kind}:{payment_id}", kind=kind, currency=currency,
                       lines=lines, order_id=order_id, payment_id=payment_id,
                       description=f"{provider} payment", data={"provider": provider,
                                                              "fee": fee, "tax": tax})

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import uuid
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
+from core.sql import Transaction, json_param, sql
 from tenant.notifications.models import Notification
 
 log = logging.getLogger(__name__)
@@ -71,18 +72,23 @@ def get_sender() -> Sender:
     return _sender
 
 
-async def queue(session: AsyncSession, *, recipient: str | None, template: str, subject: str,
-                body: str, dedupe_key: str, data: dict[str, Any] | None = None,
+_QUEUE = """
+    INSERT INTO notifications (id, channel, recipient, template, subject, body, data,
+                               dedupe_key, status, attempts, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
+    ON CONFLICT (dedupe_key) DO NOTHING
+"""
+
+
+async def queue(db: AsyncSession | Transaction, *, recipient: str | None, template: str,
+                subject: str, body: str, dedupe_key: str, data: dict[str, Any] | None = None,
                 channel: str = "email") -> None:
     """Add a notice to the outbox in the caller's transaction (once per dedupe key)."""
     if not recipient:
         return
-    await session.execute(
-        insert(Notification).values(
-            channel=channel, recipient=recipient, template=template, subject=subject,
-            body=body, data=data or {}, dedupe_key=dedupe_key, status="pending",
-        ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
+    await (await sql(db)).execute(
+        _QUEUE, uuid.uuid4(), channel, recipient, template, subject, body,
+        json_param(data or {}), dedupe_key, utcnow())
 
 
 async def deliver(session: AsyncSession, notification_id: object) -> str:

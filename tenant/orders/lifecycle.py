@@ -2,18 +2,22 @@
 
 Every caller (the transition and cancel endpoints, payments, the scheduler, later refunds
 and disputes) goes through :func:`move`, inside the caller's transaction, so a state
-change and its audit row always commit together.
+change and its audit row always commit together. A hot path that writes the order row
+with a statement of its own (a webhook settling a payment) takes the same check, column
+values and audit row from :func:`transition`, for the targets that have no side effects.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import Actor, record
+from core.audit import Actor, audit_row
 from core.db import utcnow
 from core.errors import NotFound
 from tenant.audit.models import AuditLog
@@ -33,17 +37,43 @@ async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
     return order
 
 
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A checked move: the order's new column values and its audit row."""
+
+    values: dict[str, Any]
+    audit: dict[str, Any]
+
+
+def transition(order_id: uuid.UUID, source: OrderStatus, target: OrderStatus,
+               path: Fulfillment, *, paid_at: datetime | None, actor: Actor, manual: bool,
+               reason: str | None, now: datetime,
+               data: dict[str, object] | None = None) -> Transition:
+    """Check ``source → target`` (409 if not allowed) and say what changes on the row.
+
+    For a locked order whose row the caller writes itself; :func:`move` is the ORM form,
+    and the only one for targets with side effects (``payment_failed``, ``cancelled``).
+    """
+    check(source, target, path, manual=manual)
+    values: dict[str, Any] = {"status": target.value, "status_reason": reason}
+    if target is OrderStatus.PAID:
+        values["paid_at"] = paid_at or now
+    audit = audit_row(actor, "order.transitioned", "order", order_id,
+                      {"from": source.value, "to": target.value, "reason": reason,
+                       "manual": manual, **(data or {})})
+    return Transition(values, audit)
+
+
 async def move(session: AsyncSession, order: Order, target: OrderStatus, *, actor: Actor,
                manual: bool, reason: str | None = None, now: datetime | None = None,
                data: dict[str, object] | None = None) -> None:
     """Move a locked order to ``target`` or raise 409 listing the allowed targets."""
     now = now or utcnow()
-    source = OrderStatus(order.status)
-    check(source, target, Fulfillment(order.fulfillment), manual=manual)
-    order.status = target
-    order.status_reason = reason
-    if target is OrderStatus.PAID:
-        order.paid_at = order.paid_at or now
+    step = transition(order.id, OrderStatus(order.status), target,
+                      Fulfillment(order.fulfillment), paid_at=order.paid_at, actor=actor,
+                      manual=manual, reason=reason, now=now, data=data)
+    for column, value in step.values.items():
+        setattr(order, column, value)
     if target is OrderStatus.PAYMENT_FAILED:
         await reservations.release(session, order.id, now)
         order.payment_status = PaymentStatus.NOT_PAID
@@ -58,7 +88,5 @@ async def move(session: AsyncSession, order: Order, target: OrderStatus, *, acto
             .values(status=PaymentAttemptStatus.CANCELLED, updated_at=now))
         if order.payment_status == PaymentStatus.PENDING:
             order.payment_status = PaymentStatus.NOT_PAID
-    record(session, AuditLog, actor, "order.transitioned", "order", order.id,
-           {"from": source.value, "to": target.value, "reason": reason,
-            "manual": manual, **(data or {})})
+    session.add(AuditLog(**step.audit))
     await session.flush()

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict
+from core.sql import Transaction, orm, sql
 from tenant.orders.models import Reservation, ReservationStatus
 
 
@@ -64,6 +65,26 @@ _TRACKED = text(
     "JOIN products p ON p.id = oi.product_id "
     "WHERE oi.order_id = :order_id AND p.stock IS NOT NULL GROUP BY oi.product_id"
 )
+def has_stock_sql(order_id: str) -> str:
+    """SQL: whether the order ``order_id`` (an expression) has anything :func:`convert`
+    touches: stock-tracked items or live holds. For a caller's query run under the order
+    lock (holds are only ever taken under it, so a false here stays false)."""
+    return ("(EXISTS (SELECT 1 FROM order_items stock_item JOIN products stock_product "
+            "ON stock_product.id = stock_item.product_id "
+            f"WHERE stock_item.order_id = {order_id} AND stock_product.stock IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM inventory_reservations stock_hold "
+            f"WHERE stock_hold.order_id = {order_id} AND stock_hold.status = 'active'))")
+
+
+#: What a payment converts: tracked units (``held`` false) and live holds (true), unlocked.
+_TO_CONVERT = (
+    "SELECT oi.product_id, SUM(oi.quantity), false FROM order_items oi "
+    "JOIN products p ON p.id = oi.product_id "
+    "WHERE oi.order_id = $1 AND p.stock IS NOT NULL GROUP BY oi.product_id "
+    "UNION ALL "
+    "SELECT product_id, quantity, true FROM inventory_reservations "
+    "WHERE order_id = $1 AND status = 'active'"
+)
 
 
 async def _held(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[uuid.UUID, uuid.UUID]]:
@@ -73,12 +94,16 @@ async def _held(session: AsyncSession, order_id: uuid.UUID) -> list[tuple[uuid.U
 
 
 async def _end(session: AsyncSession, holds: list[tuple[uuid.UUID, uuid.UUID]], now: datetime,
-               status: ReservationStatus) -> list[uuid.UUID]:
+               status: ReservationStatus, *,
+               locked: frozenset[uuid.UUID] = frozenset()) -> list[uuid.UUID]:
     """End these holds with ``status``; products are locked in id order first (the order
-    every stock change uses), so concurrent releases and reservations cannot deadlock."""
+    every stock change uses), so concurrent releases and reservations cannot deadlock.
+    ``locked``: products this transaction already holds locks on."""
     if not holds:
         return []
-    await session.execute(_LOCK_PRODUCTS, {"ids": sorted({p for _, p in holds})})
+    products = {p for _, p in holds}
+    if not products <= locked:
+        await session.execute(_LOCK_PRODUCTS, {"ids": sorted(products)})
     statement = _CONVERT if status is ReservationStatus.CONVERTED else _RELEASE
     result = await session.execute(statement, {"ids": [h for h, _ in holds], "now": now,
                                                "status": status.value})
@@ -140,18 +165,23 @@ async def hold_for_checkout(session: AsyncSession, order_id: uuid.UUID,
         await reserve(session, order_id, missing, expires_at)
 
 
-async def convert(session: AsyncSession, order_id: uuid.UUID, now: datetime) -> list[str]:
+async def convert(db: AsyncSession | Transaction, order_id: uuid.UUID,
+                  now: datetime) -> list[str]:
     """Payment captured: held units leave stock for good.
 
     Units whose hold lapsed are deducted if still available; otherwise the product id is
     returned (oversold) so the caller can flag the order for staff — the money has
     already moved, so refusing the payment is not an option.
     """
-    wanted = await tracked_quantities(session, order_id)
+    rows = await (await sql(db)).fetch(_TO_CONVERT, order_id)
+    if not rows:  # no stock-tracked item, nothing held: nothing to convert
+        return []
+    session = await orm(db)
+    wanted = {row[0]: int(row[1]) for row in rows if not row[2]}
     if wanted:  # every product this may touch, in id order, before touching any
         await session.execute(_LOCK_PRODUCTS, {"ids": sorted(wanted)})
     converted = set(await _end(session, await _held(session, order_id), now,
-                               ReservationStatus.CONVERTED))
+                               ReservationStatus.CONVERTED, locked=frozenset(wanted)))
     oversold: list[str] = []
     for product_id in sorted(p for p in wanted if p not in converted):
         done = (await session.execute(text(

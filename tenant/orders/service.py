@@ -9,21 +9,25 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import Actor, record
+from core.audit import Actor, audit_row
 from core.db import utcnow
 from core.errors import NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, plain_decimal
-from tenant.audit.models import AuditLog
+from core.sql import Transaction, json_param, orm, sql
 from tenant.orders import lifecycle, pricing, reservations
-from tenant.orders.models import ORDER_NUMBERS, Order, OrderItem
+from tenant.orders.models import Order
 from tenant.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenant.orders.states import PAYABLE, Fulfillment, OrderStatus, PaymentStatus, allowed_targets
-from tenant.products.models import Product, ProductKind
+from tenant.products.models import ProductKind
 from tenant.settings import service as settings_service
+from tenant.settings.models import DEFAULT_RESERVATION_TTL_MINUTES
 
 MAX_METADATA_KEYS = 50
 SYSTEM_SCHEDULER = Actor.system("scheduler")
@@ -33,8 +37,9 @@ def pay_url(base_url: str, tenant_slug: str, token: str) -> str:
     return f"{base_url}/pay/{tenant_slug}/{token}"
 
 
-def to_out(order: Order, pay_base: str) -> OrderOut:
-    """``pay_base`` is ``{public_url}/pay/{tenant}``."""
+def to_out(order: Order | SimpleNamespace, pay_base: str) -> OrderOut:
+    """``pay_base`` is ``{public_url}/pay/{tenant}``; ``order`` is a row or anything with
+    its attributes (a new order, before it is read back)."""
     return OrderOut(
         id=str(order.id), number=order.number, status=order.status,
         payment_status=order.payment_status, fulfillment=order.fulfillment,
@@ -66,13 +71,52 @@ def _check_extras(data: OrderIn) -> None:
                               "40 characters", param="metadata")
 
 
-async def _build_items(session: AsyncSession, data: OrderIn,
-                       currency: str) -> tuple[list[OrderItem], dict[uuid.UUID, int]]:
-    """Order lines, and the units to reserve per stock-tracked product."""
-    ids = {item.product_id for item in data.items if item.product_id is not None}
-    products = {p.id: p for p in (await session.scalars(
-        select(Product).where(Product.id.in_(ids)))).all()} if ids else {}
-    lines: list[OrderItem] = []
+#: The products an order names, and the tenant's settings (one row even without products).
+_FOR_ORDER = """
+SELECT p.id, p.name, p.kind, p.price, p.currency, p.stock, p.active,
+       s.tax_rate, s.reservation_ttl_minutes
+FROM (SELECT 1) AS one
+LEFT JOIN tenant_settings s ON s.id = 1
+LEFT JOIN products p ON p.id = ANY($1::uuid[])
+"""
+
+#: The order with its number (``INV-000042``), its lines and its audit row: one statement.
+_INSERT_ORDER = """
+WITH seq AS (SELECT nextval('order_number_seq') AS n),
+o AS (
+    INSERT INTO orders (id, number, pay_token, status, payment_status, fulfillment, currency,
+                        customer_email, subtotal, discount, tax, total, original_amount,
+                        tax_rate, metadata, flags, created_at, updated_at)
+    SELECT $1, 'INV-' || CASE WHEN n < 1000000 THEN lpad(n::text, 6, '0') ELSE n::text END,
+           $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16
+    FROM seq
+    RETURNING id, number
+),
+lines AS (
+    INSERT INTO order_items (id, order_id, position, product_id, description, kind, quantity,
+                             unit_amount, amount)
+    SELECT l.id, o.id, l.position, l.product_id, l.description, l.kind, l.quantity,
+           l.unit_amount, l.amount
+    FROM o, unnest($17::uuid[], $18::int[], $19::uuid[], $20::text[], $21::text[], $22::int[],
+                   $23::bigint[], $24::bigint[])
+         AS l(id, position, product_id, description, kind, quantity, unit_amount, amount)
+),
+audit AS (
+    INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
+                           entity_id, data, ip, user_agent)
+    SELECT $25, $16, $26, $27, 'order.created', 'order', o.id::text,
+           $28::jsonb || jsonb_build_object('number', o.number), $29, $30
+    FROM o
+)
+SELECT number FROM o
+"""
+
+
+def _build_items(data: OrderIn, currency: str, products: dict[uuid.UUID, Any]
+                 ) -> tuple[list[SimpleNamespace], dict[uuid.UUID, int]]:
+    """Order lines (``OrderItem`` attributes), and the units to reserve per stock-tracked
+    product."""
+    lines: list[SimpleNamespace] = []
     wanted: dict[uuid.UUID, int] = {}
     for index, item in enumerate(data.items):
         where = f"items[{index}]"
@@ -82,17 +126,17 @@ async def _build_items(session: AsyncSession, data: OrderIn,
             if product is None:
                 raise ValidationError(f"product {item.product_id} does not exist",
                                       code="unknown_product", param=f"{where}.product_id")
-            if not product.active:
-                raise ValidationError(f"product {product.id} is not for sale",
+            if not product["active"]:
+                raise ValidationError(f"product {product['id']} is not for sale",
                                       code="product_inactive", param=f"{where}.product_id")
-            if product.currency != currency:
+            if product["currency"] != currency:
                 raise ValidationError(
-                    f"product {product.id} is priced in {product.currency}, the order in "
-                    f"{currency}", code="currency_mismatch", param=f"{where}.product_id")
-            unit = product.price if item.unit_amount is None else item.unit_amount
-            kind, description = product.kind, description or product.name
-            if product.stock is not None:
-                wanted[product.id] = wanted.get(product.id, 0) + item.quantity
+                    f"product {product['id']} is priced in {product['currency']}, the order "
+                    f"in {currency}", code="currency_mismatch", param=f"{where}.product_id")
+            unit = product["price"] if item.unit_amount is None else item.unit_amount
+            kind, description = product["kind"], description or product["name"]
+            if product["stock"] is not None:
+                wanted[item.product_id] = wanted.get(item.product_id, 0) + item.quantity
         else:
             if not description:
                 raise ValidationError("a line without product_id needs a description",
@@ -101,40 +145,58 @@ async def _build_items(session: AsyncSession, data: OrderIn,
                 raise ValidationError("a line without product_id needs a unit_amount",
                                       param=f"{where}.unit_amount")
             unit, kind = item.unit_amount, ProductKind.SERVICE
-        lines.append(OrderItem(position=index, product_id=item.product_id,
-                               description=description[:500], kind=kind,
-                               quantity=item.quantity, unit_amount=unit,
-                               amount=item.quantity * unit))
+        lines.append(SimpleNamespace(id=uuid.uuid4(), position=index,
+                                     product_id=item.product_id,
+                                     description=description[:500], kind=kind,
+                                     quantity=item.quantity, unit_amount=unit,
+                                     amount=item.quantity * unit))
     return lines, wanted
 
 
-async def create_order(session: AsyncSession, data: OrderIn, *, actor: Actor,
+async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: Actor,
                        pay_base: str, now: datetime | None = None) -> OrderOut:
+    """One read (products, settings) and one write (order, lines, audit row) in the
+    request's transaction, plus the holds when a product's stock is tracked."""
     now = now or utcnow()
     currency = normalize_currency(data.currency)
     _check_extras(data)
-    lines, wanted = await _build_items(session, data, currency)
-    settings = await settings_service.load(session)
-    totals = pricing.compute([line.amount for line in lines], settings.tax_rate)
+    statements = await sql(db)
+    ids = list({item.product_id for item in data.items if item.product_id is not None})
+    rows = await statements.fetch(_FOR_ORDER, ids)
+    products = {row["id"]: row for row in rows if row["id"] is not None}
+    lines, wanted = _build_items(data, currency, products)
+    tax_rate = Decimal(rows[0]["tax_rate"] if rows[0]["tax_rate"] is not None else 0)
+    ttl = rows[0]["reservation_ttl_minutes"] or DEFAULT_RESERVATION_TTL_MINUTES
+    totals = pricing.compute([line.amount for line in lines], tax_rate)
     fulfillment = (Fulfillment.PHYSICAL if any(line.kind == ProductKind.PHYSICAL for line in lines)
                    else Fulfillment.DIRECT)
-    number = await session.scalar(select(ORDER_NUMBERS.next_value()))
-    order = Order(
-        number=f"INV-{number:06d}", pay_token=secrets.token_urlsafe(24),
+    # the new row's attributes (not an ORM object: it is written with one statement below)
+    order = SimpleNamespace(
+        id=uuid.uuid4(), number=None, pay_token=secrets.token_urlsafe(24),
         status=OrderStatus.PENDING_PAYMENT, payment_status=PaymentStatus.NOT_PAID,
         fulfillment=fulfillment, currency=currency, customer_email=data.customer_email.strip(),
         subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax, total=totals.total,
-        original_amount=totals.original_amount, tax_rate=settings.tax_rate,
+        original_amount=totals.original_amount, tax_rate=tax_rate,
         coupon_code=None, referral_code=None, meta=dict(data.metadata), flags={}, items=lines,
+        status_reason=None, paid_at=None, cancelled_at=None, created_at=now, updated_at=now,
     )
-    session.add(order)
-    await session.flush()
+    audit = audit_row(actor, "order.created", "order", order.id,
+                      {"total": order.total, "currency": currency, "items": len(lines),
+                       "reserved": {str(k): v for k, v in wanted.items()}})
+    order.number = await statements.fetchval(
+        _INSERT_ORDER, order.id, order.pay_token, order.status, order.payment_status,
+        order.fulfillment, currency, order.customer_email, order.subtotal, order.discount,
+        order.tax, order.total, order.original_amount, tax_rate, json_param(order.meta),
+        json_param(order.flags), now,
+        [line.id for line in lines], [line.position for line in lines],
+        [line.product_id for line in lines], [line.description for line in lines],
+        [line.kind for line in lines], [line.quantity for line in lines],
+        [line.unit_amount for line in lines], [line.amount for line in lines],
+        audit["id"], audit["actor_key_id"], audit["actor_kind"], json_param(audit["data"]),
+        audit["ip"], audit["user_agent"])
     if wanted:
-        expires = now + timedelta(minutes=settings.reservation_ttl_minutes)
-        await reservations.reserve(session, order.id, wanted, expires)
-    record(session, AuditLog, actor, "order.created", "order", order.id,
-           {"number": order.number, "total": order.total, "currency": currency,
-            "items": len(lines), "reserved": {str(k): v for k, v in wanted.items()}})
+        expires = now + timedelta(minutes=ttl)
+        await reservations.reserve(await orm(db), order.id, wanted, expires)
     return to_out(order, pay_base)
 
 

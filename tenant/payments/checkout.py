@@ -17,20 +17,28 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import circuit
-from core.audit import Actor, record
+from core.audit import Actor, audit_row, record
 from core.db import utcnow
-from core.errors import PaymeshError, ServiceUnavailable, UnprocessableError
+from core.errors import NotFound, PaymeshError, ServiceUnavailable, UnprocessableError
 from core.redis import get_redis
 from core.runtime import Runtime
+from core.sql import Sql, Transaction, flush, json_param, orm, sql
 from core.tenancy import TenantContext
-from providers.base import CreatePayment, PaymentDeclined, PaymentResult, PaymentState
-from providers.base import ProviderError, ProviderUnavailable
+from providers.base import (
+    CreatePayment,
+    PaymentDeclined,
+    PaymentResult,
+    PaymentState,
+    ProviderError,
+    ProviderUnavailable,
+)
 from providers.registry import UnknownProvider
 from tenant.audit.models import AuditLog
 from tenant.orders import reservations
@@ -43,7 +51,8 @@ from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 from tenant.payments.reconcile import confirm
 from tenant.payments.schemas import CheckoutOut
 from tenant.provider_configs import service as provider_configs
-from tenant.settings import service as settings_service
+from tenant.provider_configs import snapshots
+from tenant.settings.models import DEFAULT_RESERVATION_TTL_MINUTES
 
 log = logging.getLogger(__name__)
 #: ``provider_configs.last_used_at`` is refreshed at most this often (seconds).
@@ -74,26 +83,116 @@ class CheckoutResult:
         return (201 if self.created else 200), self.out
 
 
-def default_urls(runtime: Runtime, tenant: TenantContext, order: Order) -> tuple[str, str]:
+def default_urls(runtime: Runtime, tenant: TenantContext,
+                 order: Order | LockedOrder) -> tuple[str, str]:
     base = f"{runtime.settings.public_url}/pay/{tenant.slug}/{order.pay_token}"
     return f"{base}/success", f"{base}/cancel"
 
 
-def _result(attempt: Payment, *, reused: bool, failed_over: list[str],
+def _result(attempt: Payment | SimpleNamespace, *, reused: bool, failed_over: list[str],
             client_secret: str | None = None) -> CheckoutOut:
-    return CheckoutOut(payment=events.to_out(attempt), redirect_url=attempt.redirect_url,
+    payment = events.to_out(attempt)  # type: ignore[arg-type]  # reads attributes only
+    return CheckoutOut(payment=payment, redirect_url=attempt.redirect_url,
                        client_secret=client_secret or attempt.client_secret,
                        instructions=attempt.instructions or {}, reused=reused,
                        failed_over=failed_over)
 
 
-async def _live_attempt(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
-    return (await session.scalars(
-        select(Payment).where(Payment.order_id == order_id, Payment.status.in_(LIVE_STATUSES))
-        .order_by(Payment.attempt_number.desc()).limit(1))).first()
+@dataclass(frozen=True, slots=True)
+class LockedOrder:
+    """The order columns a checkout works with, read under the row lock."""
+
+    id: uuid.UUID
+    number: str
+    status: str
+    payment_status: str
+    total: int
+    currency: str
+    customer_email: str
+    pay_token: str
 
 
-def _check_payable(order: Order) -> None:
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What the checkout reads once the order lock is held."""
+
+    live_id: uuid.UUID | None
+    live_provider: str | None
+    next_attempt: int
+    holds_stock: bool
+    ttl: int | None
+    configs_version: list[str] | None
+
+
+_LOCK_ORDER = """
+SELECT id, number, status, payment_status, total, currency, customer_email, pay_token
+FROM orders WHERE id = $1 FOR UPDATE
+"""
+#: Read under the lock (a statement of its own: a snapshot taken after the lock was
+#: granted sees what a checkout that held it before us committed).
+_STATE = f"""
+SELECT live.id AS live_id, live.provider AS live_provider,
+       (SELECT coalesce(max(attempt_number), 0) + 1 FROM payments WHERE order_id = $1)
+           AS next_attempt,
+       EXISTS (SELECT 1 FROM order_items i JOIN products p ON p.id = i.product_id
+               WHERE i.order_id = $1 AND p.stock IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM inventory_reservations
+                  WHERE order_id = $1 AND status = 'active') AS holds_stock,
+       (SELECT reservation_ttl_minutes FROM tenant_settings WHERE id = 1) AS ttl,
+       ({snapshots.CONFIGS_VERSION_SQL}) AS configs_version
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT id, provider FROM payments
+                   WHERE order_id = $1 AND status = ANY($2::text[])
+                   ORDER BY attempt_number DESC LIMIT 1) AS live ON true
+"""
+_LIVE = [s.value for s in LIVE_STATUSES]
+#: A provider answer as an attempt row (a provider that returns an id it gave before, like
+#: cash's per-order id, revives that row instead of adding one), its audit row, and the
+#: order's payment status when the attempt is open.
+_STORE = """
+WITH attempt AS (
+    INSERT INTO payments (id, order_id, attempt_number, provider, idempotency_key, status,
+                          amount, currency, provider_payment_id, redirect_url, client_secret,
+                          instructions, fee_amount, failure_code, failure_message, flags,
+                          created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{}', $16, $16)
+    ON CONFLICT (provider, provider_payment_id) DO UPDATE SET
+        status = EXCLUDED.status, redirect_url = EXCLUDED.redirect_url,
+        client_secret = EXCLUDED.client_secret, instructions = EXCLUDED.instructions,
+        fee_amount = EXCLUDED.fee_amount, failure_code = EXCLUDED.failure_code,
+        failure_message = EXCLUDED.failure_message, updated_at = EXCLUDED.updated_at
+    RETURNING *
+),
+audit AS (
+    INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
+                           entity_id, data, ip, user_agent)
+    SELECT $17, $16, $18, $19, 'payment.checkout_started', 'payment', attempt.id::text,
+           $20, $21, $22
+    FROM attempt
+),
+pending AS (
+    UPDATE orders SET payment_status = 'pending', updated_at = $16
+    WHERE id = $2 AND $23 AND payment_status <> 'pending'
+)
+SELECT * FROM attempt
+"""
+_SUPERSEDE = "UPDATE payments SET status = 'superseded', updated_at = $2 WHERE id = $1"
+
+
+async def _lock(statements: Sql, order_id: uuid.UUID) -> LockedOrder:
+    row = await statements.fetchrow(_LOCK_ORDER, order_id)
+    if row is None:
+        raise NotFound(f"order {order_id} not found", param="id")
+    return LockedOrder(*row)
+
+
+async def _attempt(session: AsyncSession, attempt_id: uuid.UUID) -> Payment:
+    """An attempt as an ORM object, fresh from the database."""
+    return (await session.scalars(select(Payment).where(Payment.id == attempt_id)
+                                  .execution_options(populate_existing=True))).one()
+
+
+def _check_payable(order: Order | LockedOrder) -> None:
     if OrderStatus(order.status) not in PAYABLE:
         if order.payment_status != PaymentStatus.NOT_PAID:
             raise OrderNotPayable(f"order {order.number} is already paid",
@@ -104,65 +203,81 @@ def _check_payable(order: Order) -> None:
                                  code="nothing_to_pay")
 
 
-async def _store(session: AsyncSession, order: Order, n: int, key: str, provider: str,
-                 result: PaymentResult) -> Payment:
-    """The attempt row for a provider answer (a provider that returns an id it gave
-    before, like cash's per-order id, revives that row instead of adding one)."""
-    row = (await session.scalars(select(Payment).where(
-        Payment.provider == provider,
-        Payment.provider_payment_id == result.provider_payment_id))).first()
-    if row is None:
-        row = Payment(order_id=order.id, attempt_number=n, provider=provider,
-                      idempotency_key=key, amount=order.total, currency=order.currency,
-                      instructions={}, flags={})
-        session.add(row)
-    row.provider_payment_id = result.provider_payment_id
-    row.status = _STATES[result.state]
-    row.redirect_url = result.redirect_url
-    row.client_secret = result.client_secret
-    row.instructions = dict(result.instructions)
-    row.fee_amount = result.fee_amount
-    row.failure_code = result.failure_code
-    row.failure_message = result.failure_message
-    await session.flush()
-    return row
+async def _store(statements: Sql, order: LockedOrder, n: int, key: str, provider: str,
+                 result: PaymentResult, *, actor: Actor, now: datetime,
+                 failed_over: list[str]) -> SimpleNamespace:
+    """The attempt row for a provider answer, with its audit row (see :data:`_STORE`).
+
+    Returns the row's columns as attributes (for the response; not an ORM object).
+    """
+    status = _STATES[result.state]
+    audit = audit_row(actor, "payment.checkout_started", "payment", None,
+                      {"order_id": str(order.id), "provider": provider, "attempt": n,
+                       "amount": order.total, "currency": order.currency,
+                       "failed_over": failed_over})
+    row = await statements.fetchrow(
+        _STORE, uuid.uuid4(), order.id, n, provider, key, status, order.total, order.currency,
+        result.provider_payment_id, result.redirect_url, result.client_secret,
+        json_param(dict(result.instructions)), result.fee_amount, result.failure_code,
+        result.failure_message, now,
+        audit["id"], audit["actor_key_id"], audit["actor_kind"], json_param(audit["data"]),
+        audit["ip"], audit["user_agent"],
+        result.state is not PaymentState.SUCCEEDED and status in LIVE_STATUSES)
+    assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns the row
+    return SimpleNamespace(**row)
 
 
-async def start_checkout(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenant: TenantContext,
                          order_id: uuid.UUID, *, actor: Actor, provider: str | None = None,
                          return_url: str | None = None, cancel_url: str | None = None,
                          now: datetime | None = None) -> CheckoutResult:
+    """Lock the order, pick providers, create the provider payment, record the attempt.
+
+    The usual path is four plain statements (lock, state, attempt + audit + order status,
+    and a ``last_used_at`` stamp at most once a minute); an open attempt to confirm, a
+    failed earlier payment, stock holds and provider refusals go through the ORM services
+    that own them (on an ORM session the transaction ``db`` makes only then).
+    """
     now = now or utcnow()
-    order = await lock_order(session, order_id)
+    statements = await sql(db)
+    order = await _lock(statements, order_id)
     _check_payable(order)
-    live = await _live_attempt(session, order.id)
-    if live is not None and provider in (None, live.provider):
+    state = _State(*await statements.fetchrow(_STATE, order.id, _LIVE))  # type: ignore[misc]
+    live_id = state.live_id
+    if live_id is not None and provider in (None, state.live_provider):
+        session = await orm(db)
+        live = await _attempt(session, live_id)
         await confirm(runtime, session, tenant, live, actor)
         if live.status in LIVE_STATUSES:
             return CheckoutResult(out=_result(live, reused=True, failed_over=[]))
         if live.status == PaymentAttemptStatus.SUCCEEDED:
             return CheckoutResult(out=_result(live, reused=True, failed_over=[]))
-        order = await lock_order(session, order_id)
+        await session.flush()
+        order = await _lock(statements, order_id)  # the confirmation may have moved it
         _check_payable(order)
-        live = None
-    candidates = await provider_configs.candidates(runtime, session, tenant, order.currency,
-                                                   order.total, explicit=provider)
+        live_id = None
+    configs = await snapshots.configs_at(db, tenant, state.configs_version)
+    candidates = await provider_configs.candidates(runtime, None, tenant, order.currency,
+                                                   order.total, explicit=provider,
+                                                   configs=configs)
     if not candidates:
         raise UnprocessableError(
             f"no configured provider can take {order.currency} {order.total}",
             code="no_provider_available", param="provider")
-    settings = await settings_service.load(session)
-    await reservations.hold_for_checkout(
-        session, order.id, now + timedelta(minutes=settings.reservation_ttl_minutes))
+    if state.holds_stock:
+        ttl = state.ttl or DEFAULT_RESERVATION_TTL_MINUTES
+        await reservations.hold_for_checkout(await orm(db), order.id,
+                                             now + timedelta(minutes=ttl))
     if order.status == OrderStatus.PAYMENT_FAILED:
-        await move(session, order, OrderStatus.PENDING_PAYMENT, actor=actor, manual=False,
-                   now=now, reason="new checkout")
-    if live is not None:
-        live.status = PaymentAttemptStatus.SUPERSEDED
-        record(session, AuditLog, actor, "payment.superseded", "payment", live.id,
+        session = await orm(db)
+        await move(session, await lock_order(session, order.id), OrderStatus.PENDING_PAYMENT,
+                   actor=actor, manual=False, now=now, reason="new checkout")
+    if live_id is not None:
+        await statements.execute(_SUPERSEDE, live_id, now)
+        record(await orm(db), AuditLog, actor, "payment.superseded", "payment", live_id,
                {"order_id": str(order.id), "by_provider": provider})
     default_return, default_cancel = default_urls(runtime, tenant, order)
-    n = await events.next_attempt_number(session, order.id)
+    n = state.next_attempt
     redis = get_redis()
     failed_over: list[str] = []
     for candidate in candidates:
@@ -175,13 +290,15 @@ async def start_checkout(runtime: Runtime, session: AsyncSession, tenant: Tenant
             cancel_url=cancel_url or default_cancel,
             metadata={"order_id": str(order.id), "order_number": order.number})
         try:
-            gateway = provider_configs.build(runtime, tenant, candidate.row, candidate.entry)
+            gateway = snapshots.build_for_checkout(runtime, tenant, candidate.row,
+                                                   candidate.entry)
             result = await gateway.create_payment(request)
         except UnknownProvider:
             log.error("provider %s has no implementation; skipped", code)
             continue
         except ProviderUnavailable as exc:
             await circuit.record_failure(redis, tenant.slug, code)
+            session = await orm(db)
             session.add(Payment(order_id=order.id, attempt_number=n, provider=code,
                                 idempotency_key=key, status=PaymentAttemptStatus.FAILED,
                                 amount=order.total, currency=order.currency, instructions={},
@@ -192,38 +309,38 @@ async def start_checkout(runtime: Runtime, session: AsyncSession, tenant: Tenant
             n += 1
             continue
         except ProviderError as exc:
-            return await _refused(session, order, n, key, code, exc, actor)
+            return await _refused(await orm(db), order, n, key, code, exc, actor)
         await circuit.record_success(redis, tenant.slug, code)
-        last = candidate.row.last_used_at
-        if last is None or (now - last).total_seconds() >= LAST_USED_EVERY:
-            candidate.row.last_used_at = now  # one hot row per tenant: written at most once a minute
-        attempt = await _store(session, order, n, key, code, result)
-        record(session, AuditLog, actor, "payment.checkout_started", "payment", attempt.id,
-               {"order_id": str(order.id), "provider": code, "attempt": n,
-                "amount": order.total, "currency": order.currency, "failed_over": failed_over})
+        if isinstance(candidate.row, snapshots.ConfigView):
+            await snapshots.stamp_used(db, tenant, candidate.row, now, LAST_USED_EVERY)
+        attempt: Payment | SimpleNamespace = await _store(
+            statements, order, n, key, code, result, actor=actor, now=now,
+            failed_over=failed_over)
         if result.state is PaymentState.SUCCEEDED:
-            await events.apply_success(session, order, attempt, amount=result.amount,
-                                       currency=result.currency, fee_amount=result.fee_amount,
-                                       actor=actor)
+            session = await orm(db)
+            attempt = await _attempt(session, attempt.id)
+            await events.apply_success(session, await lock_order(session, order.id), attempt,
+                                       amount=result.amount, currency=result.currency,
+                                       fee_amount=result.fee_amount, actor=actor)
         elif attempt.status == PaymentAttemptStatus.FAILED:
-            await move(session, order, OrderStatus.PAYMENT_FAILED, actor=actor, manual=False,
+            session = await orm(db)
+            await move(session, await lock_order(session, order.id),
+                       OrderStatus.PAYMENT_FAILED, actor=actor, manual=False,
                        reason=result.failure_message or "payment failed")
             error = api_error(PaymentDeclined(result.failure_message or "payment declined",
                                               code=result.failure_code), code)
             return CheckoutResult(error=error)
-        elif attempt.status in LIVE_STATUSES:
-            order.payment_status = PaymentStatus.PENDING
-        await session.flush()
+        await flush(db)
         return CheckoutResult(out=_result(attempt, reused=False, failed_over=failed_over,
                                           client_secret=result.client_secret), created=True)
-    await session.flush()
+    await flush(db)
     return CheckoutResult(error=ServiceUnavailable(
         f"every provider for {order.currency} is unavailable right now "
         f"(tried: {', '.join(failed_over) or 'none'}); retry shortly",
         code="provider_unavailable"))
 
 
-async def _refused(session: AsyncSession, order: Order, n: int, key: str, code: str,
+async def _refused(session: AsyncSession, order: LockedOrder, n: int, key: str, code: str,
                    exc: ProviderError, actor: Actor) -> CheckoutResult:
     """A provider said no (declined, bad credentials, …): keep the attempt, report it."""
     session.add(Payment(order_id=order.id, attempt_number=n, provider=code, idempotency_key=key,
@@ -232,8 +349,9 @@ async def _refused(session: AsyncSession, order: Order, n: int, key: str, code: 
                         failure_code=exc.code[:64], failure_message=exc.message))
     record(session, AuditLog, actor, "payment.refused", "order", order.id,
            {"provider": code, "attempt": n, "code": exc.code})
-    if isinstance(exc, PaymentDeclined) and order.status == OrderStatus.PENDING_PAYMENT:
-        await move(session, order, OrderStatus.PAYMENT_FAILED, actor=actor, manual=False,
+    locked = await lock_order(session, order.id)
+    if isinstance(exc, PaymentDeclined) and locked.status == OrderStatus.PENDING_PAYMENT:
+        await move(session, locked, OrderStatus.PAYMENT_FAILED, actor=actor, manual=False,
                    reason=exc.message)
     await session.flush()
     return CheckoutResult(error=api_error(exc, code))

@@ -9,27 +9,29 @@ everywhere, so a checkout and a webhook for the same order cannot deadlock.
 Money that moved but cannot be applied normally is never dropped: an amount mismatch or a
 second successful charge marks the attempt ``needs_review`` and flags the order for staff,
 and a payment for an already cancelled order is recorded (and posted) with a flag.
+
+Recording a success is :func:`tenant.payments.settle.settle_success` (prebuilt SQL, as
+every settling webhook runs it); the functions here lock the rows and hand them over.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import utcnow
+from core.sql import Transaction, flush, sql
 from tenant.audit.models import AuditLog
-from tenant.ledger import service as ledger
-from tenant.notifications import service as notifications
 from tenant.orders import reservations
 from tenant.orders.lifecycle import lock_order, move
 from tenant.orders.models import Order
-from tenant.orders.states import PAYABLE, OrderStatus, PaymentStatus
+from tenant.orders.states import OrderStatus
 from tenant.payments.errors import UnknownPaymentAttempt
 from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 from tenant.payments.schemas import PaymentOut
+from tenant.payments.settle import Locked, settle_success
 
 
 def to_out(row: Payment) -> PaymentOut:
@@ -58,8 +60,52 @@ async def find_attempt(session: AsyncSession, provider: str,
     return to_out(row) if row is not None else None
 
 
-async def _lock(session: AsyncSession, provider: str,
-                provider_payment_id: str) -> tuple[Order, Payment]:
+#: The order of an attempt, row-locked (order first: see the module docstring).
+_LOCK_ORDER = """
+    SELECT id, number, status, status_reason, fulfillment, tax, customer_email, paid_at,
+           flags
+    FROM orders
+    WHERE id = (SELECT order_id FROM payments WHERE provider = $1 AND provider_payment_id = $2)
+    FOR UPDATE
+"""
+#: Then the attempt, row-locked, with what else settling needs to know of the order: any
+#: other attempt that already succeeded, and whether it has stock to convert (read once
+#: the order lock is held, so neither can change any more).
+_LOCK_ATTEMPT = f"""
+    SELECT p.id, p.status, p.amount, p.currency, p.provider, p.fee_amount, p.flags,
+           (SELECT s.id FROM payments s
+            WHERE s.order_id = p.order_id AND s.status = 'succeeded' AND s.id <> p.id
+            LIMIT 1) AS other,
+           {reservations.has_stock_sql("p.order_id")} AS stock
+    FROM payments p
+    WHERE p.provider = $1 AND p.provider_payment_id = $2
+    FOR UPDATE OF p
+"""
+
+
+async def _lock(db: AsyncSession | Transaction, provider: str,
+                provider_payment_id: str) -> Locked:
+    statements = await sql(db)
+    order = await statements.fetchrow(_LOCK_ORDER, provider, provider_payment_id)
+    attempt = (await statements.fetchrow(_LOCK_ATTEMPT, provider, provider_payment_id)
+               if order else None)
+    if order is None or attempt is None:
+        raise UnknownPaymentAttempt(
+            f"no payment attempt {provider}:{provider_payment_id}", param="provider_payment_id")
+    return Locked(
+        order_id=order["id"], number=order["number"], order_status=order["status"],
+        status_reason=order["status_reason"], fulfillment=order["fulfillment"],
+        tax=order["tax"],
+        customer_email=order["customer_email"], paid_at=order["paid_at"],
+        order_flags=order["flags"] or {}, attempt_id=attempt["id"],
+        attempt_status=attempt["status"], amount=attempt["amount"],
+        currency=attempt["currency"], provider=attempt["provider"],
+        fee_amount=attempt["fee_amount"], attempt_flags=attempt["flags"] or {},
+        other_succeeded=attempt["other"], stock=attempt["stock"])
+
+
+async def _lock_orm(session: AsyncSession, provider: str,
+                    provider_payment_id: str) -> tuple[Order, Payment]:
     order_id = await session.scalar(
         select(Payment.order_id).where(_by_provider_id(provider, provider_payment_id)))
     if order_id is None:
@@ -72,95 +118,40 @@ async def _lock(session: AsyncSession, provider: str,
     return order, attempt
 
 
-def _flag(row: Order | Payment, name: str, value: object) -> None:
-    row.flags = {**(row.flags or {}), name: value}
-
-
 async def apply_success(session: AsyncSession, order: Order, attempt: Payment, *,
                         amount: int, currency: str, fee_amount: int | None, actor: Actor,
                         cash: bool = False) -> bool:
-    """Record captured money on a locked order and attempt (see module docstring)."""
-    if attempt.status == PaymentAttemptStatus.SUCCEEDED:
-        return False
-    now = utcnow()
-    currency = (currency or "").upper()
-    if amount != attempt.amount or currency != attempt.currency:
-        seen = {"amount": amount, "currency": currency,
-                "expected_amount": attempt.amount, "expected_currency": attempt.currency}
-        if attempt.status == PaymentAttemptStatus.NEEDS_REVIEW and \
-                (attempt.flags or {}).get("amount_mismatch") == seen:
-            return False
-        attempt.status = PaymentAttemptStatus.NEEDS_REVIEW
-        _flag(attempt, "amount_mismatch", seen)
-        _flag(order, "payment_amount_mismatch", str(attempt.id))
-        record(session, AuditLog, actor, "payment.amount_mismatch", "payment", attempt.id,
-               {"order_id": str(order.id), **seen})
-        await session.flush()
-        return True
+    """Record captured money on a locked order and attempt (see module docstring); the
+    objects show the result afterwards. True if anything changed."""
+    await session.flush()  # the caller's pending changes first
     other = await session.scalar(select(Payment.id).where(
         Payment.order_id == order.id, Payment.status == PaymentAttemptStatus.SUCCEEDED,
         Payment.id != attempt.id))
-    if other is not None:
-        if attempt.status == PaymentAttemptStatus.NEEDS_REVIEW:
-            return False
-        attempt.status = PaymentAttemptStatus.NEEDS_REVIEW
-        _flag(attempt, "duplicate_of", str(other))
-        _flag(order, "duplicate_payment", str(attempt.id))
-        record(session, AuditLog, actor, "payment.duplicate", "payment", attempt.id,
-               {"order_id": str(order.id), "succeeded_attempt": str(other), "amount": amount})
-        await session.flush()
-        return True
-    attempt.status = PaymentAttemptStatus.SUCCEEDED
-    attempt.succeeded_at = now
-    if fee_amount is not None:
-        attempt.fee_amount = fee_amount
-    attempt.failure_code = attempt.failure_message = None
-    await session.flush()  # the one-success-per-order index checks here
-    await session.execute(
-        update(Payment).where(Payment.order_id == order.id, Payment.id != attempt.id,
-                              Payment.status.in_(LIVE_STATUSES))
-        .values(status=PaymentAttemptStatus.SUPERSEDED, updated_at=now))
-    order.payment_status = PaymentStatus.PAID
-    if OrderStatus(order.status) in PAYABLE:
-        await move(session, order, OrderStatus.PAID, actor=actor, manual=False, now=now,
-                   reason=f"paid via {attempt.provider}", data={"payment_id": str(attempt.id)})
-        oversold = await reservations.convert(session, order.id, now)
-        if oversold:
-            _flag(order, "oversold", oversold)
-            record(session, AuditLog, actor, "order.oversold", "order", order.id,
-                   {"products": oversold})
-    else:
-        _flag(order, "paid_while", {"status": order.status, "payment_id": str(attempt.id)})
-        record(session, AuditLog, actor, "payment.captured_on_closed_order", "order",
-               order.id, {"status": order.status, "payment_id": str(attempt.id)})
-    await ledger.post_capture(session, payment_id=attempt.id, order_id=order.id,
-                              provider=attempt.provider, currency=attempt.currency,
-                              amount=attempt.amount, tax=order.tax, fee=attempt.fee_amount,
-                              cash=cash)
-    record(session, AuditLog, actor, "payment.succeeded", "payment", attempt.id,
-           {"order_id": str(order.id), "provider": attempt.provider, "amount": amount,
-            "currency": currency, "fee": attempt.fee_amount})
-    await notifications.queue(
-        session, recipient=order.customer_email, template="payment_receipt",
-        subject=f"Receipt for {order.number}",
-        body=f"We received your payment for {order.number}. Thank you.",
-        dedupe_key=f"payment_receipt:{order.id}",
-        data={"order_id": str(order.id), "amount": amount, "currency": currency})
-    await session.flush()
-    return True
+    locked = Locked(
+        order_id=order.id, number=order.number, order_status=order.status,
+        status_reason=order.status_reason, fulfillment=order.fulfillment, tax=order.tax,
+        customer_email=order.customer_email,
+        paid_at=order.paid_at, order_flags=order.flags or {}, attempt_id=attempt.id,
+        attempt_status=attempt.status, amount=attempt.amount, currency=attempt.currency,
+        provider=attempt.provider, fee_amount=attempt.fee_amount,
+        attempt_flags=attempt.flags or {}, other_succeeded=other)
+    return await settle_success(session, locked, amount=amount, currency=currency,
+                                fee_amount=fee_amount, actor=actor, cash=cash)
 
 
-async def mark_payment_succeeded(session: AsyncSession, *, provider: str,
-                                 provider_payment_id: str, amount: int, currency: str,
-                                 fee_amount: int | None, actor: Actor) -> bool:
+async def mark_payment_succeeded(db: AsyncSession | Transaction, *, provider: str,
+                                 provider_payment_id: str, amount: int | None,
+                                 currency: str | None, fee_amount: int | None,
+                                 actor: Actor) -> bool:
     """The provider captured ``amount``: order → paid, stock deducted, ledger posted.
 
     Returns True if anything changed. Raises :class:`UnknownPaymentAttempt` (404) if no
     attempt has this provider payment id.
     """
-    order, attempt = await _lock(session, provider, provider_payment_id)
-    return await apply_success(session, order, attempt, amount=amount, currency=currency,
-                               fee_amount=fee_amount, actor=actor)
+    await flush(db)  # plain SQL from here on
+    locked = await _lock(db, provider, provider_payment_id)
+    return await settle_success(db, locked, amount=amount, currency=currency,
+                                fee_amount=fee_amount, actor=actor)
 
 
 async def mark_payment_failed(session: AsyncSession, *, provider: str, provider_payment_id: str,
@@ -170,7 +161,7 @@ async def mark_payment_failed(session: AsyncSession, *, provider: str, provider_
 
     A failure for an attempt that already succeeded or failed changes nothing (False).
     """
-    order, attempt = await _lock(session, provider, provider_payment_id)
+    order, attempt = await _lock_orm(session, provider, provider_payment_id)
     if attempt.status in (PaymentAttemptStatus.SUCCEEDED, PaymentAttemptStatus.FAILED,
                           PaymentAttemptStatus.NEEDS_REVIEW):
         return False

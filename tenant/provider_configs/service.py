@@ -7,8 +7,10 @@ decrypted only to build a provider instance; responses carry masked hints only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import jsonschema
 from sqlalchemy import select, update
@@ -34,6 +36,9 @@ from tenant.provider_configs.schemas import (
     ProviderConfigIn,
     ProviderConfigOut,
 )
+
+if TYPE_CHECKING:  # the checkout's cached copies of the rows (they import this module)
+    from tenant.provider_configs.snapshots import ConfigView
 
 log = logging.getLogger(__name__)
 SECRET_FIELDS = ("public_key", "secret_key", "webhook_secret")
@@ -177,7 +182,7 @@ async def delete_config(session: AsyncSession, code: str, actor: Actor) -> None:
     record(session, AuditLog, actor, "provider.removed", "provider_config", code, {})
 
 
-def build(runtime: Runtime, tenant: TenantContext, row: ProviderConfigRow,
+def build(runtime: Runtime, tenant: TenantContext, row: ProviderConfigRow | ConfigView,
           entry: CatalogEntry) -> PaymentProvider:
     """A provider instance with this tenant's decrypted keys (never logged)."""
     key = data_key(runtime, tenant)
@@ -290,18 +295,22 @@ async def available(runtime: Runtime, session: AsyncSession,
 
 @dataclass(frozen=True)
 class Candidate:
-    row: ProviderConfigRow
+    row: ProviderConfigRow | ConfigView
     entry: CatalogEntry
     fee: int | None
 
 
-async def candidates(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+async def candidates(runtime: Runtime, session: AsyncSession | None, tenant: TenantContext,
                      currency: str, amount: int | None,
-                     explicit: str | None = None) -> list[Candidate]:
+                     explicit: str | None = None, *,
+                     configs: Sequence[ProviderConfigRow | ConfigView] | None = None,
+                     ) -> list[Candidate]:
     """Usable providers for this currency and amount, best first (T2 order).
 
     explicit choice → tenant default → tenant priority → catalog priority → lowest fee;
-    providers outside min/max or with an open circuit are left out.
+    providers outside min/max or with an open circuit are left out. ``configs``: the
+    tenant's configurations when the caller has them (``snapshots.configs_at``); without
+    them they are read with ``session``.
     """
     currency = normalize_currency(currency)
     if amount is not None and amount < 0:
@@ -309,7 +318,10 @@ async def candidates(runtime: Runtime, session: AsyncSession, tenant: TenantCont
     snapshot = await catalog_snapshot(runtime)
     redis = get_redis()
     found: list[Candidate] = []
-    for row in await list_configs(session):
+    if configs is None:
+        assert session is not None, "candidates() needs a session or the configurations"
+        configs = await list_configs(session)
+    for row in configs:
         entry = snapshot.get(row.provider_code)
         if entry is None or not row.enabled or entry.status == "inactive":
             continue

@@ -1,0 +1,214 @@
+"""Recording captured money on a locked order and attempt (see :mod:`tenant.payments.events`).
+
+Every webhook that settles a payment runs this, so it is a few fixed statements in plain
+SQL (:mod:`core.sql`) instead of ORM units of work: the ledger posting, then the attempt,
+its superseded siblings, the order and the audit rows in one statement, then the receipt
+in the outbox. Objects of the same rows that the caller's session holds are updated
+to match, so a caller that read the order before settling sees the result; ORM changes
+still pending are the caller's to flush first (:mod:`tenant.payments.events` does).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core.audit import Actor, audit_row
+from core.db import utcnow
+from core.sql import Transaction, json_param, sql
+from tenant.ledger import service as ledger
+from tenant.notifications import service as notifications
+from tenant.orders import reservations
+from tenant.orders.lifecycle import transition
+from tenant.orders.models import Order
+from tenant.orders.states import PAYABLE, Fulfillment, OrderStatus, PaymentStatus
+from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
+
+_LIVE = ", ".join(f"'{status.value}'" for status in LIVE_STATUSES)
+
+#: Audit rows, written by the statement they belong to: in both statements below, $1 is
+#: the attempt, $2 the order, $3 "now" and $4–$13 the audit rows' columns (as arrays).
+_AUDIT_COLUMNS = ("id", "created_at", "actor_key_id", "actor_kind", "action", "entity_type",
+                  "entity_id", "data", "ip", "user_agent")
+_AUDIT = """
+    audit AS (
+        INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
+                               entity_id, data, ip, user_agent)
+        SELECT a.id, a.created_at, a.actor_key_id, a.actor_kind, a.action, a.entity_type,
+               a.entity_id, CAST(a.data AS jsonb), a.ip, a.user_agent
+        FROM unnest($4::uuid[], $5::timestamptz[], $6::uuid[], $7::text[], $8::text[],
+                    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+             AS a(id, created_at, actor_key_id, actor_kind, action, entity_type, entity_id,
+                  data, ip, user_agent)
+    )"""
+#: The attempt succeeds, the order's other live attempts can no longer be paid, the order
+#: is paid, with its audit rows: one statement. The one-success-per-order index refuses a
+#: second success here.
+_SUCCEED = f"""
+    WITH {_AUDIT},
+    superseded AS (
+        UPDATE payments SET status = 'superseded', updated_at = $3
+        WHERE order_id = $2 AND id <> $1 AND status IN ({_LIVE})
+    ),
+    succeeded AS (
+        UPDATE payments SET status = 'succeeded', succeeded_at = $3, fee_amount = $14,
+                            failure_code = NULL, failure_message = NULL, updated_at = $3
+        WHERE id = $1
+    )
+    UPDATE orders SET status = $15, status_reason = $16, paid_at = $17,
+                      payment_status = 'paid', flags = $18, updated_at = $3
+    WHERE id = $2
+"""
+#: Money that cannot be applied: the attempt needs review, the order a look.
+_REVIEW = f"""
+    WITH {_AUDIT},
+    review AS (
+        UPDATE payments SET status = 'needs_review', flags = $14, updated_at = $3
+        WHERE id = $1
+    )
+    UPDATE orders SET flags = $15, updated_at = $3 WHERE id = $2
+"""
+
+
+@dataclass(slots=True)
+class Locked:
+    """An order and one of its attempts, both row-locked by the caller, as read."""
+
+    order_id: uuid.UUID
+    number: str
+    order_status: str
+    status_reason: str | None
+    fulfillment: str
+    tax: int
+    customer_email: str | None
+    paid_at: datetime | None
+    order_flags: dict[str, Any]
+    attempt_id: uuid.UUID
+    attempt_status: str
+    amount: int
+    currency: str
+    provider: str
+    fee_amount: int | None
+    attempt_flags: dict[str, Any]
+    #: Another attempt of the order that already succeeded (read under the order lock).
+    other_succeeded: uuid.UUID | None
+    #: Whether the order has stock to convert (unknown: True).
+    stock: bool = True
+
+
+async def settle_success(db: AsyncSession | Transaction, locked: Locked, *,
+                         amount: int | None, currency: str | None, fee_amount: int | None,
+                         actor: Actor, cash: bool = False) -> bool:
+    """Record captured money; True if anything changed (idempotent: a settled attempt
+    changes nothing). An amount mismatch or a second success is kept for review."""
+    if locked.attempt_status == PaymentAttemptStatus.SUCCEEDED:
+        return False
+    now = utcnow()
+    currency = (currency or "").upper()
+    attempt_id, order_id = locked.attempt_id, locked.order_id
+    if amount != locked.amount or currency != locked.currency:
+        seen = {"amount": amount, "currency": currency,
+                "expected_amount": locked.amount, "expected_currency": locked.currency}
+        if locked.attempt_status == PaymentAttemptStatus.NEEDS_REVIEW and \
+                locked.attempt_flags.get("amount_mismatch") == seen:
+            return False
+        await _review(db, locked, now, ("amount_mismatch", seen),
+                      ("payment_amount_mismatch", str(attempt_id)), audit_row(
+                          actor, "payment.amount_mismatch", "payment", attempt_id,
+                          {"order_id": str(order_id), **seen}))
+        return True
+    if locked.other_succeeded is not None:
+        if locked.attempt_status == PaymentAttemptStatus.NEEDS_REVIEW:
+            return False
+        other = str(locked.other_succeeded)
+        await _review(db, locked, now, ("duplicate_of", other),
+                      ("duplicate_payment", str(attempt_id)), audit_row(
+                          actor, "payment.duplicate", "payment", attempt_id,
+                          {"order_id": str(order_id), "succeeded_attempt": other,
+                           "amount": amount}))
+        return True
+
+    fee = fee_amount if fee_amount is not None else locked.fee_amount
+    order = {"status": locked.order_status, "status_reason": locked.status_reason,
+             "paid_at": locked.paid_at, "payment_status": PaymentStatus.PAID.value,
+             "flags": dict(locked.order_flags), "updated_at": now}
+    audits: list[dict[str, Any]] = []
+    if OrderStatus(locked.order_status) in PAYABLE:
+        step = transition(order_id, OrderStatus(locked.order_status), OrderStatus.PAID,
+                          Fulfillment(locked.fulfillment), paid_at=locked.paid_at,
+                          actor=actor, manual=False, now=now,
+                          reason=f"paid via {locked.provider}",
+                          data={"payment_id": str(attempt_id)})
+        order.update(step.values)
+        audits.append(step.audit)
+        oversold = await reservations.convert(db, order_id, now) if locked.stock else []
+        if oversold:
+            order["flags"]["oversold"] = oversold
+            audits.append(audit_row(actor, "order.oversold", "order", order_id,
+                                    {"products": oversold}))
+    else:
+        paid_while = {"status": locked.order_status, "payment_id": str(attempt_id)}
+        order["flags"]["paid_while"] = paid_while
+        audits.append(audit_row(actor, "payment.captured_on_closed_order", "order", order_id,
+                                paid_while))
+    await ledger.post_capture(db, payment_id=attempt_id, order_id=order_id,
+                              provider=locked.provider, currency=locked.currency,
+                              amount=locked.amount, tax=locked.tax, fee=fee, cash=cash)
+    audits.append(audit_row(actor, "payment.succeeded", "payment", attempt_id,
+                            {"order_id": str(order_id), "provider": locked.provider,
+                             "amount": amount, "currency": currency, "fee": fee}))
+    await (await sql(db)).execute(
+        _SUCCEED, attempt_id, order_id, now, *_audit_columns(audits), fee, order["status"],
+        order["status_reason"], order["paid_at"], json_param(order["flags"]))
+    _sync(db, Payment, attempt_id, {
+        "status": PaymentAttemptStatus.SUCCEEDED.value, "succeeded_at": now,
+        "fee_amount": fee, "failure_code": None, "failure_message": None, "updated_at": now})
+    _sync(db, Order, order_id, order)
+    await notifications.queue(
+        db, recipient=locked.customer_email, template="payment_receipt",
+        subject=f"Receipt for {locked.number}",
+        body=f"We received your payment for {locked.number}. Thank you.",
+        dedupe_key=f"payment_receipt:{order_id}",
+        data={"order_id": str(order_id), "amount": amount, "currency": currency})
+    return True
+
+
+async def _review(db: AsyncSession | Transaction, locked: Locked, now: datetime,
+                  attempt_flag: tuple[str, object], order_flag: tuple[str, object],
+                  audit: dict[str, Any]) -> None:
+    """Money moved that cannot be applied: the attempt needs review, the order a look."""
+    attempt_flags = {**locked.attempt_flags, attempt_flag[0]: attempt_flag[1]}
+    order_flags = {**locked.order_flags, order_flag[0]: order_flag[1]}
+    await (await sql(db)).execute(
+        _REVIEW, locked.attempt_id, locked.order_id, now, *_audit_columns([audit]),
+        json_param(attempt_flags), json_param(order_flags))
+    _sync(db, Payment, locked.attempt_id, {
+        "status": PaymentAttemptStatus.NEEDS_REVIEW.value, "flags": attempt_flags,
+        "updated_at": now})
+    _sync(db, Order, locked.order_id, {"flags": order_flags, "updated_at": now})
+
+
+def _audit_columns(audits: list[dict[str, Any]]) -> list[list[Any]]:
+    """The audit rows as the column arrays of ``_AUDIT``."""
+    return [[json_param(a[column]) if column == "data" else a[column] for a in audits]
+            for column in _AUDIT_COLUMNS]
+
+
+def _sync(db: AsyncSession | Transaction, model: type[Order | Payment], ident: uuid.UUID,
+          values: dict[str, Any]) -> None:
+    """An object of this row the caller's session holds shows ``values`` (written already).
+
+    Only a session the caller passed can hold one: code on a :class:`Transaction` does
+    not read back through its ORM session what it settled.
+    """
+    if not isinstance(db, AsyncSession) or not db.identity_map:
+        return
+    loaded = db.identity_map.get(db.identity_key(model, ident))
+    if loaded is not None:
+        for column, value in values.items():
+            set_committed_value(loaded, column, value)
