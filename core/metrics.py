@@ -52,7 +52,8 @@ class HttpMetricsMiddleware(ASGIMiddleware):
     """
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/metrics", "^/healthz", "^/readyz")
+    should_bypass_for_scope = staticmethod(
+        lambda scope: scope["path"] in ("/metrics", "/healthz", "/readyz"))
 
     def __init__(self, app_name: str = "paymesh") -> None:
         self.app_name = app_name
