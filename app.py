@@ -6,7 +6,6 @@ Nothing imports this module except the CLI, the workers' entry point and the tes
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ from sqlalchemy import text
 
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
+from core.memory import collect_frozen, freeze_long_lived
 from core.metrics import HttpMetricsMiddleware
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
@@ -97,21 +97,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lookup_tenant(**kw: Any):  # type: ignore[no-untyped-def]
         return await tenants.lookup(runtime, **kw)
 
-    async def prune_idle_engines() -> None:
+    async def housekeeping() -> None:
+        minutes = 0
         while True:
             await asyncio.sleep(60)
+            minutes += 1
             try:
                 await runtime.tenants.prune()
+                if minutes % 10 == 0:
+                    collect_frozen()  # garbage cycles among frozen objects, every 10 min
             except Exception:
-                log.exception("pruning idle tenant engines failed")
+                log.exception("API housekeeping failed")
 
     async def on_startup(app: Litestar) -> None:
         set_runtime(runtime)
-        # what startup built (routes, mappers, compiled SQL) lives as long as the process:
-        # keep it out of the collector's full passes, whose pauses show up as p99
-        gc.collect()
-        gc.freeze()
-        app.state.pruner = asyncio.get_running_loop().create_task(prune_idle_engines())
+        # what startup built (routes, mappers, compiled SQL) and what survives full
+        # collections lives as long as the process: keep it out of later full passes,
+        # whose pauses show up as p99 (core/memory.py)
+        freeze_long_lived()
+        app.state.pruner = asyncio.get_running_loop().create_task(housekeeping())
 
     async def on_shutdown(app: Litestar) -> None:
         pruner = app.state.get("pruner")
