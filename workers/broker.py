@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware.asyncio import AsyncIO
 
 from core.db import new_ids
 from core.redis import get_redis
 from core.settings import get_settings
-from workers.loop import EventLoop
 
 log = logging.getLogger(__name__)
 NAMESPACE = "paymesh"
@@ -28,7 +28,7 @@ QUEUE_KEY = f"{NAMESPACE}:{QUEUE}"
 def make_broker(url: str) -> RedisBroker:
     broker = RedisBroker(url=url, namespace=NAMESPACE, socket_connect_timeout=2,
                          socket_timeout=10, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
-    broker.add_middleware(EventLoop())
+    broker.add_middleware(AsyncIO())
     return broker
 
 
