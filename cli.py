@@ -133,8 +133,9 @@ def webhooks_replay(tenant_slug: str, status: str, event_ids: tuple[str, ...]) -
 
     from core.audit import Actor
     from owner.tenants.service import lookup
+    from tenant.webhooks.inbox import PROCESS_ACTOR
     from tenant.webhooks.models import WebhookEvent
-    from tenant.webhooks.service import PROCESS_ACTOR, mark_for_replay
+    from tenant.webhooks.service import mark_for_replay
     async def body(runtime: Any) -> int:
         tenant = await lookup(runtime, slug=tenant_slug)
         if tenant is None:

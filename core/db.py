@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import DateTime, Executable, MetaData, Uuid, event, func
+from sqlalchemy import DateTime, Executable, MetaData, Uuid, event, func, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -193,9 +193,6 @@ async def transaction_committed(
     recovery, so its status may be another transaction's. Returns None if the server is
     not back within ``within`` seconds.
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
     deadline = time.monotonic() + within
     while True:
         try:

@@ -47,8 +47,8 @@ class Job:
 
 async def sweep_inbox(runtime: Runtime, tenant: TenantContext) -> int:
     """Re-enqueue events stuck in ``received`` and failed events whose retry is due."""
+    from tenant.webhooks.inbox import PROCESS_ACTOR
     from tenant.webhooks.processing import due_events
-    from tenant.webhooks.service import PROCESS_ACTOR
 
     async with runtime.tenant_session(tenant.db_url) as session:
         ids = await due_events(

@@ -134,10 +134,7 @@ _STATE = f"""
 SELECT live.id AS live_id, live.provider AS live_provider,
        (SELECT coalesce(max(attempt_number), 0) + 1 FROM payments WHERE order_id = $1)
            AS next_attempt,
-       EXISTS (SELECT 1 FROM order_items i JOIN products p ON p.id = i.product_id
-               WHERE i.order_id = $1 AND p.stock IS NOT NULL)
-       OR EXISTS (SELECT 1 FROM inventory_reservations
-                  WHERE order_id = $1 AND status = 'active') AS holds_stock,
+       {reservations.has_stock_sql("$1")} AS holds_stock,
        (SELECT reservation_ttl_minutes FROM tenant_settings WHERE id = 1) AS ttl,
        ({snapshots.CONFIGS_VERSION_SQL}) AS configs_version
 FROM (SELECT 1) AS one
@@ -281,7 +278,8 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
     redis = get_redis()
     failed_over: list[str] = []
     for candidate in candidates:
-        code = candidate.row.provider_code
+        view = candidate.row  # a ConfigView: these candidates come from configs_at
+        code = view.provider_code
         key = f"{tenant.slug}:{order.id}:{n}"
         request = CreatePayment(
             order_id=str(order.id), order_number=order.number, amount=order.total,
@@ -290,7 +288,7 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
             cancel_url=cancel_url or default_cancel,
             metadata={"order_id": str(order.id), "order_number": order.number})
         try:
-            gateway = snapshots.build_for_checkout(runtime, tenant, candidate.row,
+            gateway = snapshots.build_for_checkout(runtime, tenant, view,
                                                    candidate.entry)
             result = await gateway.create_payment(request)
         except UnknownProvider:
@@ -311,8 +309,7 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
         except ProviderError as exc:
             return await _refused(await orm(db), order, n, key, code, exc, actor)
         await circuit.record_success(redis, tenant.slug, code)
-        if isinstance(candidate.row, snapshots.ConfigView):
-            await snapshots.stamp_used(db, tenant, candidate.row, now, LAST_USED_EVERY)
+        await snapshots.stamp_used(db, tenant, view, now, LAST_USED_EVERY)
         attempt: Payment | SimpleNamespace = await _store(
             statements, order, n, key, code, result, actor=actor, now=now,
             failed_over=failed_over)

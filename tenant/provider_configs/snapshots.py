@@ -23,7 +23,6 @@ from core.sql import Transaction, sql
 from core.tenancy import TenantContext, TtlCache
 from owner.catalog.service import CatalogEntry
 from providers.base import PaymentProvider
-from tenant.provider_configs.models import ProviderConfigRow
 from tenant.provider_configs.service import build
 
 
@@ -95,12 +94,10 @@ async def stamp_used(db: AsyncSession | Transaction, tenant: TenantContext, view
         "WHERE provider_code = $2", now, view.provider_code)
 
 
-def build_for_checkout(runtime: Runtime, tenant: TenantContext,
-                       row: ProviderConfigRow | ConfigView, entry: CatalogEntry) -> PaymentProvider:
+def build_for_checkout(runtime: Runtime, tenant: TenantContext, row: ConfigView,
+                       entry: CatalogEntry) -> PaymentProvider:
     """:func:`build`, reusing the instance built from the same cached view and catalog
     entry (decrypting the keys is a measurable share of a checkout)."""
-    if not isinstance(row, ConfigView):
-        return build(runtime, tenant, row, entry)
     cache_key = (tenant.id, row.provider_code)
     hit = _built.get(cache_key)
     if hit is not None and hit[0] is row and hit[1] is entry:  # type: ignore[index]

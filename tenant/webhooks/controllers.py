@@ -14,6 +14,7 @@ from core.runtime import Runtime
 from core.settings import get_settings
 from core.tenancy import TenantContext
 from tenant.webhooks import service
+from tenant.webhooks.inbox import PROCESS_ACTOR
 
 
 class WebhookIngestController(Controller):
@@ -62,5 +63,5 @@ class WebhookEventController(Controller):
         async with runtime.tenant_session(tenant.db_url) as session:
             row = await service.mark_for_replay(session, parsed, actor)
             out = service.event_out(row)
-        queued = await runtime.enqueue(service.PROCESS_ACTOR, tenant.slug, str(parsed))
+        queued = await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(parsed))
         return Response({"event": out, "queued": queued}, status_code=202)

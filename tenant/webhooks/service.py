@@ -24,12 +24,10 @@ from core.tenancy import TenantContext
 from providers.base import NormalizedEvent, WebhookRequest, WebhookVerificationError
 from tenant.audit.models import AuditLog
 from tenant.provider_configs.service import webhook_provider
-from tenant.webhooks.inbox import PROCESS_ACTOR, InboxRow, inbox_writer
+from tenant.webhooks.inbox import InboxRow, inbox_writer
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
-__all__ = ["PROCESS_ACTOR", "WebhookRejected", "event_out", "ingest", "list_events",
-           "mark_for_replay"]
 _JSON = msgspec.json.Encoder()
 
 
