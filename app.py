@@ -25,6 +25,7 @@ from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
 from core.settings import Settings, get_settings
 from core.tenancy import TenancyMiddleware
+from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
 from owner.keys import service as keys
 from owner.tenants import service as tenants
@@ -115,12 +116,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # collections lives as long as the process: keep it out of later full passes,
         # whose pauses show up as p99 (core/memory.py)
         freeze_long_lived()
-        app.state.pruner = asyncio.get_running_loop().create_task(housekeeping())
+        loop = asyncio.get_running_loop()
+        app.state.background = [loop.create_task(housekeeping()),
+                                loop.create_task(owner_changes.watch(runtime))]
 
     async def on_shutdown(app: Litestar) -> None:
-        pruner = app.state.get("pruner")
-        if pruner is not None:
-            pruner.cancel()
+        for task in app.state.get("background", ()):
+            task.cancel()
         await runtime.close()
         await close_redis()
         await close_shared_clients()

@@ -9,10 +9,11 @@ bounds how many connections this process holds to tenant databases in total.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -137,14 +140,22 @@ def _discard_closed(_dbapi: Any, record: Any, _proxy: Any) -> None:
 
 @asynccontextmanager
 async def autocommit_connection(url: str) -> AsyncIterator[AsyncConnection]:
-    """A one-off AUTOCOMMIT connection (``CREATE DATABASE`` and friends)."""
-    engine = create_async_engine(async_url(url), poolclass=_null_pool())
-    try:
-        async with engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
-    finally:
-        await engine.dispose()
+    """A one-off AUTOCOMMIT connection (``CREATE DATABASE`` and friends).
+
+    A new connection every time (session state such as advisory locks never outlives
+    the caller), from an engine kept per URL and event loop, so its dialect is set up
+    once rather than on every tenant creation.
+    """
+    key = (url, id(asyncio.get_running_loop()))
+    engine = _autocommit_engines.get(key)
+    if engine is None:
+        engine = _autocommit_engines[key] = create_async_engine(
+            async_url(url), poolclass=_null_pool(), isolation_level="AUTOCOMMIT")
+    async with engine.connect() as conn:
+        yield conn
+
+
+_autocommit_engines: dict[tuple[str, int], AsyncEngine] = {}
 
 
 def _null_pool() -> Any:
@@ -171,6 +182,32 @@ def after_commit(session: object, action: Callable[[], None]) -> None:
 
     sync = getattr(session, "sync_session", session)
     event.listen(sync, "after_commit", lambda _: action(), once=True)
+
+
+_AWAITED = "paymesh.after_commit_awaited"
+
+
+def after_commit_awaited(db: Any, action: Callable[[], Awaitable[object]]) -> None:
+    """Await ``action`` once ``db``'s transaction has committed, before the code that
+    opened the transaction goes on (for a request: before its response is sent).
+
+    For effects outside the database that others must see together with the change
+    (a cache stamp in Redis). Run by the tenant engine registry's ``session()`` and
+    ``transaction()`` (see :func:`run_after_commit_awaited`); a transaction opened
+    elsewhere drops them, so they may only speed up what a bounded cache lifetime
+    guarantees anyway.
+    """
+    db.info.setdefault(_AWAITED, []).append(action)
+
+
+async def run_after_commit_awaited(info: dict[str, Any]) -> None:
+    """The actions :func:`after_commit_awaited` queued; a failing one is logged and does
+    not stop the others (the commit stands)."""
+    for action in info.pop(_AWAITED, ()):
+        try:
+            await action()
+        except Exception:
+            log.exception("an after-commit action failed")
 
 
 COMMIT_VERIFY_SECONDS = 15.0

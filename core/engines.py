@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.util import LRUCache
 
-from core.db import make_engine, server_key
+from core.db import make_engine, run_after_commit_awaited, server_key
 from core.sql import Transaction
 
 COMPILED_CACHE_SIZE = 2000
@@ -158,6 +158,7 @@ class TenantEngineRegistry:
             async with AsyncSession(bind=conn, expire_on_commit=False) as session:
                 async with session.begin():
                     yield session
+        await run_after_commit_awaited(session.info)  # committed, connection back in the pool
 
     @asynccontextmanager
     async def transaction(self, url: str) -> AsyncIterator[Transaction]:
@@ -172,6 +173,7 @@ class TenantEngineRegistry:
                     await tx.finish(commit=False)
                 raise
             await tx.finish(commit=True)
+        await run_after_commit_awaited(tx.info)
 
     async def forget(self, url: str) -> None:
         """Drop everything held for one database (before dropping or renaming it)."""

@@ -109,6 +109,14 @@ async def _driver_sql(connection: AsyncConnection) -> Sql:
     return Sql(pooled.driver_connection)
 
 
+async def autocommit_sql(connection: AsyncConnection) -> Sql:
+    """Plain SQL on ``connection`` with no transaction around it: each statement commits
+    on its own (single-statement reads on hot paths; no BEGIN or COMMIT round trips).
+    Only for a connection nothing else has begun a transaction on."""
+    pooled = await connection.get_raw_connection()
+    return Sql(pooled.driver_connection)
+
+
 class Transaction:
     """One Core transaction on a connection: plain SQL, and an ORM session on demand.
 
@@ -118,11 +126,13 @@ class Transaction:
     run after the real COMMIT. :meth:`finish` ends it either way.
     """
 
-    __slots__ = ("_session", "_sql", "connection", "transaction")
+    __slots__ = ("_session", "_sql", "connection", "info", "transaction")
 
     def __init__(self, connection: AsyncConnection, transaction: AsyncTransaction) -> None:
         self.connection = connection
         self.transaction = transaction
+        #: Per-transaction notes, like ``Session.info`` (``core.db.after_commit_awaited``).
+        self.info: dict[str, Any] = {}
         self._sql: Sql | None = None
         self._session: AsyncSession | None = None
 

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from litestar.datastructures import State
@@ -37,6 +38,8 @@ class TenantContext:
     db_url: str
     master_key_id: str
     wrapped_data_key: bytes
+    #: When the owner row last changed (tells a cached copy from a newer one).
+    updated_at: datetime | None = None
 
     @property
     def is_suspended(self) -> bool:

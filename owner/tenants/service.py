@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +17,7 @@ from core.db import after_commit, with_database
 from core.errors import Conflict, NotFound, ValidationError
 from core.money import normalize_currency
 from core.runtime import Runtime
+from core.sql import autocommit_sql
 from core.tenancy import TenantContext, TtlCache
 from owner.audit.models import OwnerAuditLog
 from owner.keys import service as keys
@@ -23,24 +26,29 @@ from owner.tenants.models import DbCluster, Tenant
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
-_contexts = TtlCache(ttl=5.0)
+#: Seconds a looked-up tenant is cached, unless :mod:`owner.changes` watches for changes.
+CACHE_SECONDS = 5.0
+_contexts = TtlCache(ttl=CACHE_SECONDS)
 
 
 def tenant_db_url(tenant: Tenant) -> str:
     return with_database(tenant.cluster.url, tenant.db_name)
 
 
+_CONTEXT_FIELDS = ("id", "slug", "name", "status", "default_currency", "master_key_id",
+                   "wrapped_data_key", "updated_at")
+#: What :func:`lookup` reads: one row, tenant and server together.
+_CONTEXT_SQL = """
+SELECT t.id, t.slug, t.name, t.status, t.default_currency, t.db_name, t.master_key_id,
+       t.wrapped_data_key, t.updated_at, c.url AS server_url
+FROM tenants t JOIN db_clusters c ON c.id = t.cluster_id
+WHERE t.{column} = $1
+"""
+
+
 def context_of(tenant: Tenant) -> TenantContext:
-    return TenantContext(
-        id=tenant.id,
-        slug=tenant.slug,
-        name=tenant.name,
-        status=tenant.status,
-        default_currency=tenant.default_currency,
-        db_url=tenant_db_url(tenant),
-        master_key_id=tenant.master_key_id,
-        wrapped_data_key=tenant.wrapped_data_key,
-    )
+    return TenantContext(db_url=tenant_db_url(tenant),
+                         **{name: getattr(tenant, name) for name in _CONTEXT_FIELDS})
 
 
 # ----------------------------------------------------------------------------- clusters
@@ -183,19 +191,36 @@ async def lookup(runtime: Runtime, *, slug: str | None = None,
     key = ("slug", slug) if slug is not None else ("id", tenant_id)
 
     async def load() -> TenantContext | bool:
-        query = select(Tenant).where(
-            Tenant.slug == slug if slug is not None else Tenant.id == tenant_id
-        )
-        async with runtime.owner_session() as session:
-            tenant = (await session.scalars(query)).first()
-            live = tenant is not None and tenant.status != "provisioning"
-            return context_of(tenant) if live else False  # misses are cached too
+        # plain SQL, no transaction: every request over many tenants comes here often
+        async with runtime.owner_engine.connect() as conn:
+            row = await (await autocommit_sql(conn)).fetchrow(
+                _CONTEXT_SQL.format(column=key[0]), key[1])
+        if row is None or row["status"] == "provisioning":
+            return False  # misses are cached too
+        return TenantContext(db_url=with_database(row["server_url"], row["db_name"]),
+                             **{name: row[name] for name in _CONTEXT_FIELDS})
 
     return await _contexts.get_or_load(key, load) or None
 
 
 def forget_cached_tenants() -> None:
     _contexts.clear()
+
+
+def forget_tenants(changed: Iterable[tuple[uuid.UUID, str, datetime]]) -> None:
+    """Drop cached copies older than these changes (id, slug, ``updated_at``) and cached
+    misses of these tenants."""
+    for tenant_id, slug, updated_at in changed:
+        for key in (("id", tenant_id), ("slug", slug)):
+            cached = _contexts.get(key)
+            if not isinstance(cached, TenantContext) or cached.updated_at is None \
+                    or cached.updated_at < updated_at:
+                _contexts.pop(key)
+
+
+def cache_seconds(seconds: float | None) -> None:
+    """How long lookups are cached from now on (None: :data:`CACHE_SECONDS`)."""
+    _contexts.ttl = seconds or CACHE_SECONDS
 
 
 async def all_tenants(session: AsyncSession) -> list[Tenant]:

@@ -309,7 +309,7 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
         except ProviderError as exc:
             return await _refused(await orm(db), order, n, key, code, exc, actor)
         await circuit.record_success(redis, tenant.slug, code)
-        await snapshots.stamp_used(db, tenant, view, now, LAST_USED_EVERY)
+        await snapshots.stamp_used(runtime, db, tenant, view, now, LAST_USED_EVERY)
         attempt: Payment | SimpleNamespace = await _store(
             statements, order, n, key, code, result, actor=actor, now=now,
             failed_over=failed_over)

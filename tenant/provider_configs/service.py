@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import jsonschema
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import circuit
 from core.audit import Actor, record
 from core.crypto import DataKey, WrappedKey, mask
-from core.db import after_commit, utcnow
+from core.db import after_commit, after_commit_awaited, utcnow
 from core.errors import Conflict, NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, percent_of, plain_decimal
 from core.redis import get_redis
@@ -30,6 +31,7 @@ from owner.catalog.service import CatalogEntry, catalog_snapshot
 from providers.base import Environment, PaymentProvider, ProviderConfig
 from providers.registry import get_provider_class
 from tenant.audit.models import AuditLog
+from tenant.provider_configs import listing
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.provider_configs.schemas import (
     AvailableProvider,
@@ -78,10 +80,8 @@ async def catalog_entry(runtime: Runtime, code: str) -> CatalogEntry:
 
 def to_out(row: ProviderConfigRow, entry: CatalogEntry | None) -> ProviderConfigOut:
     hints = row.hints or {}
-    return ProviderConfigOut(
-        provider=row.provider_code,
-        name=entry.name if entry else row.provider_code,
-        catalog_status=entry.status if entry else "unknown",
+    return with_catalog(ProviderConfigOut(
+        provider=row.provider_code, name="", catalog_status="",
         enabled=row.enabled, is_default=row.is_default, environment=row.environment,
         public_key_hint=hints.get("public_key"), secret_key_hint=hints.get("secret_key"),
         webhook_secret_hint=hints.get("webhook_secret"),
@@ -93,13 +93,35 @@ def to_out(row: ProviderConfigRow, entry: CatalogEntry | None) -> ProviderConfig
         last_tested_at=row.last_tested_at, last_test_ok=row.last_test_ok,
         last_test_message=row.last_test_message, last_used_at=row.last_used_at,
         updated_at=row.updated_at,
-    )
+    ), entry)
+
+
+def with_catalog(out: ProviderConfigOut, entry: CatalogEntry | None) -> ProviderConfigOut:
+    """``out`` with the catalog's current name and status for its provider (the catalog
+    changes independently of the tenant's row)."""
+    name = entry.name if entry else out.provider
+    status = entry.status if entry else "unknown"
+    if out.name == name and out.catalog_status == status:
+        return out
+    return msgspec.structs.replace(out, name=name, catalog_status=status)
 
 
 async def list_configs(session: AsyncSession) -> list[ProviderConfigRow]:
     query = select(ProviderConfigRow).order_by(ProviderConfigRow.priority,
                                                ProviderConfigRow.provider_code)
     return list((await session.scalars(query)).all())
+
+
+async def listed(runtime: Runtime, tenant: TenantContext) -> list[ProviderConfigOut]:
+    """The tenant's configurations as ``GET /v1/providers`` shows them, in T2 table order;
+    served from :mod:`~tenant.provider_configs.listing` while nothing changed."""
+    async def load() -> listing.Listing:
+        async with runtime.tenant_session(tenant.db_url) as session:
+            return tuple(to_out(row, None) for row in await list_configs(session))
+
+    snapshot = await catalog_snapshot(runtime)
+    return [with_catalog(out, snapshot.get(out.provider))
+            for out in await listing.cached(runtime, tenant, load)]
 
 
 async def get_config(session: AsyncSession, code: str) -> ProviderConfigRow | None:
@@ -165,6 +187,7 @@ async def put_config(
     row.configured_by = actor.key_id
     await session.flush()
     after_commit(session, lambda: _providers.pop((tenant.id, code)))
+    after_commit_awaited(session, lambda: listing.changed(runtime, tenant))
     record(session, AuditLog, actor, "provider.configured" if fresh else "provider.updated",
            "provider_config", code,
            {"enabled": data.enabled, "is_default": data.is_default,
@@ -173,12 +196,14 @@ async def put_config(
     return row
 
 
-async def delete_config(session: AsyncSession, code: str, actor: Actor) -> None:
+async def delete_config(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
+                        code: str, actor: Actor) -> None:
     row = await get_config(session, code)
     if row is None:
         raise NotFound(f"provider '{code}' is not configured")
     await session.delete(row)
     after_commit(session, _providers.clear)
+    after_commit_awaited(session, lambda: listing.changed(runtime, tenant))
     record(session, AuditLog, actor, "provider.removed", "provider_config", code, {})
 
 
@@ -244,6 +269,7 @@ async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: Tena
     row.last_tested_at = utcnow()
     row.last_test_ok = ok
     row.last_test_message = message[:500]
+    after_commit_awaited(session, lambda: listing.changed(runtime, tenant))
     record(session, AuditLog, actor, "provider.tested", "provider_config", code,
            {"ok": ok, "message": message[:200]})
     return row
@@ -266,10 +292,10 @@ def in_limits(support: ProviderCurrency, amount: int | None) -> bool:
     return support.max_amount is None or amount <= support.max_amount
 
 
-async def available(runtime: Runtime, session: AsyncSession,
+async def available(runtime: Runtime, tenant: TenantContext,
                     currency: str) -> list[AvailableProvider]:
     currency = normalize_currency(currency)
-    configs = {r.provider_code: r for r in await list_configs(session)}
+    configs = {r.provider: r for r in await listed(runtime, tenant)}
     out: list[AvailableProvider] = []
     for entry in sorted((await catalog_snapshot(runtime)).values(),
                         key=lambda e: (e.priority, e.code)):

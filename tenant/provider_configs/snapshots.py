@@ -18,11 +18,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import after_commit_awaited
 from core.runtime import Runtime
 from core.sql import Transaction, sql
 from core.tenancy import TenantContext, TtlCache
 from owner.catalog.service import CatalogEntry
 from providers.base import PaymentProvider
+from tenant.provider_configs import listing
 from tenant.provider_configs.service import build
 
 
@@ -78,10 +80,11 @@ async def configs_at(db: AsyncSession | Transaction, tenant: TenantContext,
     return views
 
 
-async def stamp_used(db: AsyncSession | Transaction, tenant: TenantContext, view: ConfigView,
-                     now: datetime, every: float) -> None:
+async def stamp_used(runtime: Runtime, db: AsyncSession | Transaction, tenant: TenantContext,
+                     view: ConfigView, now: datetime, every: float) -> None:
     """Refresh ``last_used_at`` if older than ``every`` seconds (one hot row per tenant:
-    written at most that often per process, whatever the cached view says)."""
+    written at most that often per process, whatever the cached view says); the
+    tenant's listing shows it after the commit."""
     key = (tenant.id, view.provider_code)
     clock = time.monotonic()
     if clock - _stamped.get(key, -every) < every:
@@ -92,6 +95,7 @@ async def stamp_used(db: AsyncSession | Transaction, tenant: TenantContext, view
     await (await sql(db)).execute(
         "UPDATE provider_configs SET last_used_at = $1, updated_at = $1 "
         "WHERE provider_code = $2", now, view.provider_code)
+    after_commit_awaited(db, lambda: listing.changed(runtime, tenant))
 
 
 def build_for_checkout(runtime: Runtime, tenant: TenantContext, row: ConfigView,

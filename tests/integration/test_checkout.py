@@ -258,8 +258,8 @@ async def test_failover_and_circuit_breaker(client, make_tenant):
     started = await checkout(client, tenant, made["id"])
     assert started.json()["failed_over"] == []
     assert [p["provider"] for p in await payments_of(client, tenant, made["id"])] == ["sandbox"]
-    trail = (await client.get(f"/v1/audit-log?entity_type=order&action="
-                              f"payment.provider_unavailable", headers=tenant.headers)).json()
+    trail = (await client.get("/v1/audit-log?entity_type=order&action="
+                              "payment.provider_unavailable", headers=tenant.headers)).json()
     assert len(trail["data"]) == circuit.THRESHOLD
     await circuit.record_success(get_redis(), tenant.slug, "paystack")
 
