@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -69,13 +70,29 @@ def demo(no_worker: bool) -> None:
     main(start_workers=not no_worker)
 
 
+#: Messages a worker process takes from Redis ahead of its threads, per thread. Dramatiq's
+#: default (2) keeps the window so short that its consumer thread, finding it full, backs
+#: off (5 ms and up) while the worker threads run dry.
+PREFETCH_PER_THREAD = 32
+
+
 @cli.command()
 @click.option("--processes", type=int, default=1, show_default=True)
 @click.option("--threads", type=int, default=8, show_default=True)
 def worker(processes: int, threads: int) -> None:
     """Run Dramatiq workers (webhook events, sandbox deliveries, notifications)."""
-    os.execv(sys.executable, [sys.executable, "-m", "dramatiq", "workers.actors",
-                              "--processes", str(processes), "--threads", str(threads)])
+    # read by dramatiq.worker when it is imported (below, and never before in this command)
+    os.environ.setdefault("dramatiq_queue_prefetch", str(PREFETCH_PER_THREAD * threads))
+    # a worker process imports everything before it takes a message: collecting garbage
+    # meanwhile is wasted work (workers.broker turns the collector back on once booted)
+    os.register_at_fork(after_in_child=gc.disable)
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    # in this process, not a new interpreter: the worker processes are forked from it
+    args = make_argument_parser().parse_args([
+        "workers.actors", "--processes", str(processes), "--threads", str(threads)])
+    sys.exit(dramatiq_main(args))
 
 
 @cli.command()

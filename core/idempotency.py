@@ -23,11 +23,9 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Request, Response
-from litestar.enums import MediaType
 from sqlalchemy import DateTime, Integer, LargeBinary, String, Uuid, delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -35,6 +33,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import TenantBase, utcnow
 from core.errors import Conflict, UnprocessableError, ValidationError
 from core.sql import Transaction, sql
+
+if TYPE_CHECKING:  # Litestar is the API's: workers import this module for its table only
+    from litestar import Request, Response
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -91,6 +92,8 @@ def _lock_id(key: str) -> int:
 
 
 def _json(status: int, body: bytes, *, replayed: bool = False) -> Response[Any]:
+    from litestar import MediaType, Response
+
     headers = {REPLAYED_HEADER: "true"} if replayed else {}
     return Response(content=body, status_code=status, media_type=MediaType.JSON,
                     headers=headers)

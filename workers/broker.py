@@ -1,10 +1,12 @@
-"""The Dramatiq broker: Redis, with the AsyncIO middleware for ``async def`` actors.
+"""The Dramatiq broker: Redis, with the AsyncIO middleware for ``async def`` actors and the
+garbage collector back on once a worker process has booted.
 
 Imported first by :mod:`workers.actors` so every actor binds to this broker.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -25,10 +27,22 @@ HEARTBEAT_TIMEOUT_MS = 30_000
 QUEUE_KEY = f"{NAMESPACE}:{QUEUE}"
 
 
+class CollectOnceBooted(dramatiq.Middleware):
+    """Turns the garbage collector back on in a worker process that has booted (``paymesh
+    worker`` starts them with it off, for their imports), with what exists by then frozen:
+    modules, classes and settings live as long as the process, so no collection need scan
+    them (see :mod:`core.memory`)."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        gc.freeze()
+        gc.enable()
+
+
 def make_broker(url: str) -> RedisBroker:
     broker = RedisBroker(url=url, namespace=NAMESPACE, socket_connect_timeout=2,
                          socket_timeout=10, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS)
     broker.add_middleware(AsyncIO())
+    broker.add_middleware(CollectOnceBooted())
     return broker
 
 

@@ -12,8 +12,11 @@ the tenant database shows all N orders ``paid`` (polled in SQL every 0.2 s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,31 @@ SQL_AFTER = """
            extract(epoch FROM (SELECT max(processed_at) FROM webhook_events)) AS last_at,
            extract(epoch FROM now()) AS db_now
 """
+
+
+#: Dramatiq's log line once a worker process consumes (its timestamp: local time).
+_READY = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] .*ready for action",
+                    re.MULTILINE)
+
+
+def _ready_after(child: Child, spawned_at: float) -> float | None:
+    """Seconds from spawning a worker to its "ready for action" log line."""
+    found = _READY.search(child.log_tail(100_000))
+    if found is None:
+        return None
+    return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - spawned_at
+
+
+def _server_pids(ctx: Context) -> dict[str, int]:
+    """The embedded Postgres postmaster and Redis server (none when they are real ones)."""
+    pids = {}
+    if ctx.stack.embedded_pg is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid_file = ctx.stack.embedded_pg.data_dir / "postmaster.pid"
+            pids["postgres"] = int(pid_file.read_text().splitlines()[0])
+    if ctx.stack.embedded_redis is not None:
+        pids["redis"] = ctx.stack.embedded_redis.process.pid
+    return pids
 
 
 def _paymesh_binary() -> str:
@@ -143,6 +171,11 @@ async def worker_processing(ctx: Context) -> list[Line]:
     workers: list[Child] = []
     binary = _paymesh_binary()
     api_cpu0 = _cpu_seconds(ctx.stack.api.pid if ctx.stack.api else None)
+    commits0 = await shops.db_commits(ctx, shop)
+    servers = _server_pids(ctx)
+    server_cpu0 = {name: _cpu_seconds(pid) for name, pid in servers.items()}
+    polls = 0  # the bench's own counting queries commit in the tenant database too
+    spawned_at = time.time()
     t0 = time.monotonic()
     try:
         for k in range(WORKERS):
@@ -155,6 +188,7 @@ async def worker_processing(ctx: Context) -> list[Line]:
         cpu_seen: dict[int, float] = {}
         while True:
             state = await shops.counts(shop, SQL_STATE)
+            polls += 1
             now = time.monotonic()
             for w in workers:  # keep the workers' CPU (children included) while alive
                 cpu = _cpu_seconds(w.pid)
@@ -177,6 +211,8 @@ async def worker_processing(ctx: Context) -> list[Line]:
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - t0
         api_cpu1 = _cpu_seconds(ctx.stack.api.pid if ctx.stack.api else None)
+        # before the workers stop: the backends that served them exit with them
+        server_cpu = {name: _cpu_seconds(pid) for name, pid in servers.items()}
         worker_cpu = sum(cpu_seen.values())
         worker_rss = 0
         for w in workers:
@@ -189,10 +225,16 @@ async def worker_processing(ctx: Context) -> list[Line]:
         for w in workers:
             w.stop()
     ctx.log(f"worker_processing: {n} paid in {elapsed:.1f} s from worker start")
+    ready = [_ready_after(w, spawned_at) for w in workers]
+    await asyncio.sleep(1.5)  # the stopped workers' backends flush their statistics
+    commits = (await shops.db_commits(ctx, shop))["xact_commit"] - commits0["xact_commit"] \
+        - polls
     after = {**await shops.counts(shop, SQL_STATE), **await shops.counts(shop, SQL_AFTER)}
     ctx.note_command(f"worker_processing: {WORKERS} × paymesh {' '.join(WORKER_ARGS)} "
                      f"(API env), {n} queued payment.succeeded events")
 
+    server_used = {name: server_cpu[name] - server_cpu0[name] for name in servers
+                   if server_cpu.get(name) is not None and server_cpu0.get(name) is not None}
     events_s = n / elapsed
     span = (after["last_at"] or 0) - (after["first_at"] or 0)
     steady = (n - 1) / span if span > 0 else None
@@ -206,6 +248,8 @@ async def worker_processing(ctx: Context) -> list[Line]:
         "steady_events_per_s": steady, "first_paid_after_s": startup, "setup_seconds": setup_s,
         "flushed_before": flushed, "queued_before": queued, "before": before, "after": after,
         "worker_cpu_s": worker_cpu, "worker_rss_bytes": worker_rss,
+        "workers_ready_after_s": ready, "worker_commits": commits,
+        "server_cpu_s": server_used,
         "api_cpu_s": (api_cpu1 - api_cpu0) if api_cpu0 is not None and api_cpu1 else None,
     }
     evidence = [
@@ -213,6 +257,10 @@ async def worker_processing(ctx: Context) -> list[Line]:
         f"paid after {startup:.1f} s: start-up)" if startup is not None else "",
         f"first→last processed_at {span:.1f} s ≈ {steady:.0f} events/s steady" if steady
         else "",
+        "workers ready for messages after "
+        + " and ".join("?" if r is None else f"{r:.2f}" for r in ready) + " s",
+        f"{commits:,.0f} transactions committed by the workers in the tenant database, "
+        f"single reads included ({n / commits:.2f} events per commit)" if commits > 0 else "",
         f"after: {after['paid']:.0f} orders paid, {after['succeeded']:.0f} attempts succeeded, "
         f"{after['processed']:.0f} events processed, {after['failed']:.0f} failed, "
         f"{after['dead']:.0f} dead, {retries} retries, {after['ledger_transactions']:.0f} "
@@ -221,6 +269,9 @@ async def worker_processing(ctx: Context) -> list[Line]:
         (f"worker CPU {worker_cpu:.1f} s ({1000 * worker_cpu / n:.1f} ms/event, "
          f"{100 * worker_cpu / elapsed:.0f}% of a core), worker RSS "
          f"{worker_rss / 2**20:.0f} MB"),
+        "server CPU meanwhile: " + ", ".join(
+            f"{name} {used:.1f} s ({1000 * used / n:.2f} ms/event)"
+            for name, used in server_used.items()) if server_used else "",
         f"setup: {n} order+checkout in {setup_s:.0f} s; {flushed:,} stale queued messages "
         f"flushed first" if flushed else f"setup: {n} order+checkout in {setup_s:.0f} s",
     ]

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import migrate
 from core.db import autocommit_connection, with_database
 
 TEMPLATE_LOCK = 0x5041594D  # "PAYM"
@@ -51,6 +50,8 @@ async def ensure_template(server_url: str, template: str, *, force: bool = False
     """Create the template on this server if missing and migrate it to head."""
     if not force and (server_url, template) in _at_head:
         return
+    from core import migrate  # Alembic: only processes that provision import it
+
     async with template_lock(server_url, exclusive=True) as conn:
         if not await database_exists(conn, template):
             await conn.execute(text(f"CREATE DATABASE {quote_ident(template)}"))

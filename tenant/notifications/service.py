@@ -11,6 +11,8 @@ import asyncio
 import logging
 import smtplib
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -72,10 +74,27 @@ def get_sender() -> Sender:
     return _sender
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A notice for the outbox; one per ``dedupe_key`` is ever queued."""
+
+    recipient: str | None
+    template: str
+    subject: str
+    body: str
+    dedupe_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    channel: str = "email"
+
+
 _QUEUE = """
     INSERT INTO notifications (id, channel, recipient, template, subject, body, data,
                                dedupe_key, status, attempts, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
+    SELECT n.id, n.channel, n.recipient, n.template, n.subject, n.body, CAST(n.data AS jsonb),
+           n.dedupe_key, 'pending', 0, $9, $9
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[])
+         AS n(id, channel, recipient, template, subject, body, data, dedupe_key)
     ON CONFLICT (dedupe_key) DO NOTHING
 """
 
@@ -84,11 +103,21 @@ async def queue(db: AsyncSession | Transaction, *, recipient: str | None, templa
                 subject: str, body: str, dedupe_key: str, data: dict[str, Any] | None = None,
                 channel: str = "email") -> None:
     """Add a notice to the outbox in the caller's transaction (once per dedupe key)."""
-    if not recipient:
+    await queue_many(db, [Notice(recipient=recipient, template=template, subject=subject,
+                                 body=body, dedupe_key=dedupe_key, data=data or {},
+                                 channel=channel)])
+
+
+async def queue_many(db: AsyncSession | Transaction, notices: Sequence[Notice]) -> None:
+    """Add notices to the outbox in one statement; those without a recipient are dropped."""
+    kept = [n for n in notices if n.recipient]
+    if not kept:
         return
     await (await sql(db)).execute(
-        _QUEUE, uuid.uuid4(), channel, recipient, template, subject, body,
-        json_param(data or {}), dedupe_key, utcnow())
+        _QUEUE, [uuid.uuid4() for _ in kept], [n.channel for n in kept],
+        [n.recipient for n in kept], [n.template for n in kept], [n.subject for n in kept],
+        [n.body for n in kept], [json_param(n.data) for n in kept],
+        [n.dedupe_key for n in kept], utcnow())
 
 
 async def deliver(session: AsyncSession, notification_id: object) -> str:

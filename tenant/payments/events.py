@@ -11,12 +11,15 @@ second successful charge marks the attempt ``needs_review`` and flags the order 
 and a payment for an already cancelled order is recorded (and posted) with a flag.
 
 Recording a success is :func:`tenant.payments.settle.settle_success` (prebuilt SQL, as
-every settling webhook runs it); the functions here lock the rows and hand them over.
+every settling webhook runs it); the functions here lock the rows and hand them over, for
+one capture or for a worker's batch of them (:func:`mark_payments_succeeded`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +34,7 @@ from tenant.orders.states import OrderStatus
 from tenant.payments.errors import UnknownPaymentAttempt
 from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 from tenant.payments.schemas import PaymentOut
-from tenant.payments.settle import Locked, settle_success
+from tenant.payments.settle import Capture, Locked, settle_success, settle_successes
 
 
 def to_out(row: Payment) -> PaymentOut:
@@ -60,48 +63,77 @@ async def find_attempt(session: AsyncSession, provider: str,
     return to_out(row) if row is not None else None
 
 
-#: The order of an attempt, row-locked (order first: see the module docstring).
-_LOCK_ORDER = """
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """A provider's word that it captured money for one of its payments."""
+
+    provider: str
+    provider_payment_id: str
+    amount: int | None
+    currency: str | None
+    fee_amount: int | None = None
+
+    def on(self, locked: Locked) -> Capture:
+        """This capture, to settle on its locked order and attempt."""
+        return Capture(locked, self.amount, self.currency, self.fee_amount)
+
+
+#: The orders of attempts (given as arrays of providers and provider payment ids),
+#: row-locked in id order (orders first: see the module docstring).
+_LOCK_ORDERS = """
     SELECT id, number, status, status_reason, fulfillment, tax, customer_email, paid_at,
            flags
     FROM orders
-    WHERE id = (SELECT order_id FROM payments WHERE provider = $1 AND provider_payment_id = $2)
+    WHERE id IN (SELECT p.order_id
+                 FROM payments p
+                 JOIN unnest($1::text[], $2::text[]) AS c(provider, payment_id)
+                   ON p.provider = c.provider AND p.provider_payment_id = c.payment_id)
+    ORDER BY id
     FOR UPDATE
 """
-#: Then the attempt, row-locked, with what else settling needs to know of the order: any
-#: other attempt that already succeeded, and whether it has stock to convert (read once
-#: the order lock is held, so neither can change any more).
-_LOCK_ATTEMPT = f"""
-    SELECT p.id, p.status, p.amount, p.currency, p.provider, p.fee_amount, p.flags,
+#: Then the attempts, row-locked in id order, with what else settling needs to know of
+#: each order: any other attempt that already succeeded, and whether it has stock to
+#: convert (read once the order lock is held, so neither can change any more).
+_LOCK_ATTEMPTS = f"""
+    SELECT p.id, p.order_id, p.provider, p.provider_payment_id, p.status, p.amount,
+           p.currency, p.fee_amount, p.flags,
            (SELECT s.id FROM payments s
             WHERE s.order_id = p.order_id AND s.status = 'succeeded' AND s.id <> p.id
             LIMIT 1) AS other,
            {reservations.has_stock_sql("p.order_id")} AS stock
     FROM payments p
-    WHERE p.provider = $1 AND p.provider_payment_id = $2
+    JOIN unnest($1::text[], $2::text[]) AS c(provider, payment_id)
+      ON p.provider = c.provider AND p.provider_payment_id = c.payment_id
+    ORDER BY p.id
     FOR UPDATE OF p
 """
 
 
-async def _lock(db: AsyncSession | Transaction, provider: str,
-                provider_payment_id: str) -> Locked:
+async def _lock(db: AsyncSession | Transaction,
+                keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Locked]:
+    """The orders and attempts of ``(provider, provider payment id)`` keys, row-locked;
+    keys without an attempt are left out."""
     statements = await sql(db)
-    order = await statements.fetchrow(_LOCK_ORDER, provider, provider_payment_id)
-    attempt = (await statements.fetchrow(_LOCK_ATTEMPT, provider, provider_payment_id)
-               if order else None)
-    if order is None or attempt is None:
-        raise UnknownPaymentAttempt(
-            f"no payment attempt {provider}:{provider_payment_id}", param="provider_payment_id")
-    return Locked(
-        order_id=order["id"], number=order["number"], order_status=order["status"],
-        status_reason=order["status_reason"], fulfillment=order["fulfillment"],
-        tax=order["tax"],
-        customer_email=order["customer_email"], paid_at=order["paid_at"],
-        order_flags=order["flags"] or {}, attempt_id=attempt["id"],
-        attempt_status=attempt["status"], amount=attempt["amount"],
-        currency=attempt["currency"], provider=attempt["provider"],
-        fee_amount=attempt["fee_amount"], attempt_flags=attempt["flags"] or {},
-        other_succeeded=attempt["other"], stock=attempt["stock"])
+    providers, payment_ids = [k[0] for k in keys], [k[1] for k in keys]
+    orders = {row["id"]: row for row in
+              await statements.fetch(_LOCK_ORDERS, providers, payment_ids)}
+    attempts = await statements.fetch(_LOCK_ATTEMPTS, providers, payment_ids) if orders else []
+    locked = {}
+    for attempt in attempts:
+        order = orders.get(attempt["order_id"])
+        if order is None:  # the attempt was stored after the orders were read
+            continue
+        locked[(attempt["provider"], attempt["provider_payment_id"])] = Locked(
+            order_id=order["id"], number=order["number"], order_status=order["status"],
+            status_reason=order["status_reason"], fulfillment=order["fulfillment"],
+            tax=order["tax"], customer_email=order["customer_email"],
+            paid_at=order["paid_at"], order_flags=order["flags"] or {},
+            attempt_id=attempt["id"], attempt_status=attempt["status"],
+            amount=attempt["amount"], currency=attempt["currency"],
+            provider=attempt["provider"], fee_amount=attempt["fee_amount"],
+            attempt_flags=attempt["flags"] or {}, other_succeeded=attempt["other"],
+            stock=attempt["stock"])
+    return locked
 
 
 async def _lock_orm(session: AsyncSession, provider: str,
@@ -148,10 +180,41 @@ async def mark_payment_succeeded(db: AsyncSession | Transaction, *, provider: st
     Returns True if anything changed. Raises :class:`UnknownPaymentAttempt` (404) if no
     attempt has this provider payment id.
     """
+    changed, = await mark_payments_succeeded(
+        db, [Captured(provider, provider_payment_id, amount, currency, fee_amount)],
+        actor=actor)
+    if changed is None:
+        raise UnknownPaymentAttempt(
+            f"no payment attempt {provider}:{provider_payment_id}", param="provider_payment_id")
+    return changed
+
+
+async def mark_payments_succeeded(db: AsyncSession | Transaction,
+                                  captures: Sequence[Captured], *,
+                                  actor: Actor) -> list[bool | None]:
+    """:func:`mark_payment_succeeded` for several captures, as if one after the other: for
+    each, whether anything changed, or None when no attempt has its payment id (nothing
+    is written for it). Their rows are locked and settled together; a capture whose order
+    comes up again in the batch is settled afterwards, on what the first one left."""
     await flush(db)  # plain SQL from here on
-    locked = await _lock(db, provider, provider_payment_id)
-    return await settle_success(db, locked, amount=amount, currency=currency,
-                                fee_amount=fee_amount, actor=actor)
+    keys = [(c.provider, c.provider_payment_id) for c in captures]
+    locked = await _lock(db, keys)
+    first, again = [], []  # positions: each order's first capture, then any other
+    orders: set[uuid.UUID] = set()
+    for position, key in enumerate(keys):
+        if key in locked:
+            (again if locked[key].order_id in orders else first).append(position)
+            orders.add(locked[key].order_id)
+    changed: list[bool | None] = [None] * len(captures)
+    settled = await settle_successes(
+        db, [captures[position].on(locked[keys[position]]) for position in first], actor=actor)
+    for position, result in zip(first, settled, strict=True):
+        changed[position] = result
+    for position in again:  # locked again: what the first capture of its order wrote
+        fresh = await _lock(db, [keys[position]])
+        changed[position], = await settle_successes(
+            db, [captures[position].on(fresh[keys[position]])], actor=actor)
+    return changed
 
 
 async def mark_payment_failed(session: AsyncSession, *, provider: str, provider_payment_id: str,

@@ -1,16 +1,19 @@
-"""Recording captured money on a locked order and attempt (see :mod:`tenant.payments.events`).
+"""Recording captured money on locked orders and attempts (see :mod:`tenant.payments.events`).
 
 Every webhook that settles a payment runs this, so it is a few fixed statements in plain
-SQL (:mod:`core.sql`) instead of ORM units of work: the ledger posting, then the attempt,
-its superseded siblings, the order and the audit rows in one statement, then the receipt
-in the outbox. Objects of the same rows that the caller's session holds are updated
-to match, so a caller that read the order before settling sees the result; ORM changes
-still pending are the caller's to flush first (:mod:`tenant.payments.events` does).
+SQL (:mod:`core.sql`) instead of ORM units of work: the ledger posting, then the attempts,
+their superseded siblings, the orders and the audit rows in one statement, then the
+receipts in the outbox. Settling several captures at once (a worker's batch of payment
+webhooks) runs those statements once for all of them, not once per capture. Objects of
+the same rows that the caller's session holds are updated to match, so a caller that read
+an order before settling sees the result; ORM changes still pending are the caller's to
+flush first (:mod:`tenant.payments.events` does).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,8 +34,8 @@ from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 
 _LIVE = ", ".join(f"'{status.value}'" for status in LIVE_STATUSES)
 
-#: Audit rows, written by the statement they belong to: in both statements below, $1 is
-#: the attempt, $2 the order, $3 "now" and $4–$13 the audit rows' columns (as arrays).
+#: Audit rows, written by the statement they belong to: in both statements below, $1–$10
+#: are the audit rows' columns (as arrays).
 _AUDIT_COLUMNS = ("id", "created_at", "actor_key_id", "actor_kind", "action", "entity_type",
                   "entity_id", "data", "ip", "user_agent")
 _AUDIT = """
@@ -41,37 +44,48 @@ _AUDIT = """
                                entity_id, data, ip, user_agent)
         SELECT a.id, a.created_at, a.actor_key_id, a.actor_kind, a.action, a.entity_type,
                a.entity_id, CAST(a.data AS jsonb), a.ip, a.user_agent
-        FROM unnest($4::uuid[], $5::timestamptz[], $6::uuid[], $7::text[], $8::text[],
-                    $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+        FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[],
+                    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
              AS a(id, created_at, actor_key_id, actor_kind, action, entity_type, entity_id,
                   data, ip, user_agent)
     )"""
-#: The attempt succeeds, the order's other live attempts can no longer be paid, the order
-#: is paid, with its audit rows: one statement. The one-success-per-order index refuses a
-#: second success here.
+#: The attempts succeed, their orders' other live attempts can no longer be paid, the
+#: orders are paid, with their audit rows: one statement for any number of orders ($11–$17:
+#: one array element per order; $18: now). The one-success-per-order index refuses a second
+#: success here.
 _SUCCEED = f"""
     WITH {_AUDIT},
+    paid AS (
+        SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::text[], $15::text[],
+                             $16::timestamptz[], $17::text[])
+            AS paid(attempt_id, order_id, fee_amount, status, status_reason, paid_at, flags)
+    ),
     superseded AS (
-        UPDATE payments SET status = 'superseded', updated_at = $3
-        WHERE order_id = $2 AND id <> $1 AND status IN ({_LIVE})
+        UPDATE payments p SET status = 'superseded', updated_at = $18
+        FROM paid
+        WHERE p.order_id = paid.order_id AND p.id <> paid.attempt_id AND p.status IN ({_LIVE})
     ),
     succeeded AS (
-        UPDATE payments SET status = 'succeeded', succeeded_at = $3, fee_amount = $14,
-                            failure_code = NULL, failure_message = NULL, updated_at = $3
-        WHERE id = $1
+        UPDATE payments p SET status = 'succeeded', succeeded_at = $18,
+                              fee_amount = paid.fee_amount, failure_code = NULL,
+                              failure_message = NULL, updated_at = $18
+        FROM paid
+        WHERE p.id = paid.attempt_id
     )
-    UPDATE orders SET status = $15, status_reason = $16, paid_at = $17,
-                      payment_status = 'paid', flags = $18, updated_at = $3
-    WHERE id = $2
+    UPDATE orders o SET status = paid.status, status_reason = paid.status_reason,
+                        paid_at = paid.paid_at, payment_status = 'paid',
+                        flags = CAST(paid.flags AS jsonb), updated_at = $18
+    FROM paid
+    WHERE o.id = paid.order_id
 """
 #: Money that cannot be applied: the attempt needs review, the order a look.
 _REVIEW = f"""
     WITH {_AUDIT},
     review AS (
-        UPDATE payments SET status = 'needs_review', flags = $14, updated_at = $3
-        WHERE id = $1
+        UPDATE payments SET status = 'needs_review', flags = $14, updated_at = $13
+        WHERE id = $11
     )
-    UPDATE orders SET flags = $15, updated_at = $3 WHERE id = $2
+    UPDATE orders SET flags = $15, updated_at = $13 WHERE id = $12
 """
 
 
@@ -101,15 +115,62 @@ class Locked:
     stock: bool = True
 
 
+@dataclass(slots=True)
+class Capture:
+    """What a provider reports captured for a locked attempt."""
+
+    locked: Locked
+    amount: int | None
+    currency: str | None
+    fee_amount: int | None
+
+
+@dataclass(slots=True)
+class _Paid:
+    """A capture that pays its order: the row values ``_SUCCEED`` writes."""
+
+    locked: Locked
+    fee: int | None
+    order: dict[str, Any]
+    audits: list[dict[str, Any]]
+    receipt: notifications.Notice
+
+
 async def settle_success(db: AsyncSession | Transaction, locked: Locked, *,
                          amount: int | None, currency: str | None, fee_amount: int | None,
                          actor: Actor, cash: bool = False) -> bool:
     """Record captured money; True if anything changed (idempotent: a settled attempt
     changes nothing). An amount mismatch or a second success is kept for review."""
+    changed = await settle_successes(db, [Capture(locked, amount, currency, fee_amount)],
+                                     actor=actor, cash=cash)
+    return changed[0]
+
+
+async def settle_successes(db: AsyncSession | Transaction, captures: Sequence[Capture], *,
+                           actor: Actor, cash: bool = False) -> list[bool]:
+    """:func:`settle_success` for captures of different orders at once; whether each one
+    changed anything. The captures that pay their order are written together."""
+    now = utcnow()
+    changed: list[bool] = []
+    paid: list[_Paid] = []
+    for capture in captures:
+        outcome = await _settle(db, capture, now, actor=actor, cash=cash)
+        if isinstance(outcome, _Paid):
+            paid.append(outcome)
+        changed.append(outcome is not False)
+    if paid:
+        await _write_paid(db, paid, now)
+    return changed
+
+
+async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetime, *,
+                  actor: Actor, cash: bool) -> _Paid | bool:
+    """One capture: unchanged (False), kept for review (True), or what paying it writes
+    (its ledger posting and stock already written)."""
+    locked = capture.locked
     if locked.attempt_status == PaymentAttemptStatus.SUCCEEDED:
         return False
-    now = utcnow()
-    currency = (currency or "").upper()
+    amount, currency = capture.amount, (capture.currency or "").upper()
     attempt_id, order_id = locked.attempt_id, locked.order_id
     if amount != locked.amount or currency != locked.currency:
         seen = {"amount": amount, "currency": currency,
@@ -133,7 +194,7 @@ async def settle_success(db: AsyncSession | Transaction, locked: Locked, *,
                            "amount": amount}))
         return True
 
-    fee = fee_amount if fee_amount is not None else locked.fee_amount
+    fee = capture.fee_amount if capture.fee_amount is not None else locked.fee_amount
     order = {"status": locked.order_status, "status_reason": locked.status_reason,
              "paid_at": locked.paid_at, "payment_status": PaymentStatus.PAID.value,
              "flags": dict(locked.order_flags), "updated_at": now}
@@ -162,20 +223,31 @@ async def settle_success(db: AsyncSession | Transaction, locked: Locked, *,
     audits.append(audit_row(actor, "payment.succeeded", "payment", attempt_id,
                             {"order_id": str(order_id), "provider": locked.provider,
                              "amount": amount, "currency": currency, "fee": fee}))
-    await (await sql(db)).execute(
-        _SUCCEED, attempt_id, order_id, now, *_audit_columns(audits), fee, order["status"],
-        order["status_reason"], order["paid_at"], json_param(order["flags"]))
-    _sync(db, Payment, attempt_id, {
-        "status": PaymentAttemptStatus.SUCCEEDED.value, "succeeded_at": now,
-        "fee_amount": fee, "failure_code": None, "failure_message": None, "updated_at": now})
-    _sync(db, Order, order_id, order)
-    await notifications.queue(
-        db, recipient=locked.customer_email, template="payment_receipt",
+    receipt = notifications.Notice(
+        recipient=locked.customer_email, template="payment_receipt",
         subject=f"Receipt for {locked.number}",
         body=f"We received your payment for {locked.number}. Thank you.",
         dedupe_key=f"payment_receipt:{order_id}",
         data={"order_id": str(order_id), "amount": amount, "currency": currency})
-    return True
+    return _Paid(locked, fee, order, audits, receipt)
+
+
+async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
+                      now: datetime) -> None:
+    """The attempts, orders and audit rows of captures that pay, then their receipts."""
+    await (await sql(db)).execute(
+        _SUCCEED, *_audit_columns([a for p in paid for a in p.audits]),
+        [p.locked.attempt_id for p in paid], [p.locked.order_id for p in paid],
+        [p.fee for p in paid], [p.order["status"] for p in paid],
+        [p.order["status_reason"] for p in paid], [p.order["paid_at"] for p in paid],
+        [json_param(p.order["flags"]) for p in paid], now)
+    for p in paid:
+        _sync(db, Payment, p.locked.attempt_id, {
+            "status": PaymentAttemptStatus.SUCCEEDED.value, "succeeded_at": now,
+            "fee_amount": p.fee, "failure_code": None, "failure_message": None,
+            "updated_at": now})
+        _sync(db, Order, p.locked.order_id, p.order)
+    await notifications.queue_many(db, [p.receipt for p in paid])
 
 
 async def _review(db: AsyncSession | Transaction, locked: Locked, now: datetime,
@@ -185,7 +257,7 @@ async def _review(db: AsyncSession | Transaction, locked: Locked, now: datetime,
     attempt_flags = {**locked.attempt_flags, attempt_flag[0]: attempt_flag[1]}
     order_flags = {**locked.order_flags, order_flag[0]: order_flag[1]}
     await (await sql(db)).execute(
-        _REVIEW, locked.attempt_id, locked.order_id, now, *_audit_columns([audit]),
+        _REVIEW, *_audit_columns([audit]), locked.attempt_id, locked.order_id, now,
         json_param(attempt_flags), json_param(order_flags))
     _sync(db, Payment, locked.attempt_id, {
         "status": PaymentAttemptStatus.NEEDS_REVIEW.value, "flags": attempt_flags,
