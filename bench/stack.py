@@ -152,8 +152,16 @@ class PidFile:
         }))
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        """Remove the file if this process wrote it: a run refused because another is
+        active must not take that run's file away (the next run would then start on top
+        of it and delete its data directory)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if data.get("pid") == os.getpid():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
 
 def wait_http(url: str, child: Child, *, seconds: float = 60) -> None:

@@ -78,3 +78,26 @@ def test_generator_against_reference_app(reference_app, tmp_path, kind, request)
 def test_loads_target_loopback_only():
     with pytest.raises(ValueError):
         LoadSpec("x", "http://10.0.0.1:80", [Request("GET", "/")])
+
+
+def test_a_refused_run_leaves_the_active_runs_pidfile(tmp_path):
+    import json
+    import os
+
+    from bench.stack import PidFile, _create_time
+
+    path = tmp_path / "bench.pid"
+    active = os.getppid()  # a live process that is not this one
+    path.write_text(json.dumps({"pid": active, "create_time": _create_time(active),
+                                "children": []}))
+    refused = PidFile(path)
+    with pytest.raises(SystemExit, match="another bench run is active"):
+        refused.check_and_clean_stale()
+    refused.remove()
+    assert json.loads(path.read_text())["pid"] == active
+
+    ours = PidFile(path)
+    path.unlink()
+    ours.write()
+    ours.remove()
+    assert not path.exists()
