@@ -20,11 +20,10 @@ from sqlalchemy import text
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
 from core.memory import collect_frozen, freeze_long_lived
-from core.metrics import HttpMetricsMiddleware
+from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
 from core.settings import Settings, get_settings
-from core.tenancy import TenancyMiddleware
 from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
 from owner.keys import service as keys

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOKS_RECEIVED = Counter(
@@ -40,59 +34,3 @@ HTTP_DURATION = Histogram(
 HTTP_IN_PROGRESS = Gauge(
     "paymesh_requests_in_progress", "HTTP requests being served",
     ["method", "path", "app_name"], multiprocess_mode="livesum")
-
-
-class HttpMetricsMiddleware(ASGIMiddleware):
-    """Request count, errors, duration and in-flight requests per route template.
-
-    The same series Litestar's Prometheus middleware writes, with the label children
-    cached per (method, route, status): on the webhook door the per-request label
-    lookups were a tenth of the API's CPU. Paths are route templates, so there is one
-    series per endpoint, never one per tenant or order id.
-    """
-
-    scopes = (ScopeType.HTTP,)
-    should_bypass_for_scope = staticmethod(
-        lambda scope: scope["path"] in ("/metrics", "/healthz", "/readyz"))
-
-    def __init__(self, app_name: str = "paymesh") -> None:
-        self.app_name = app_name
-        self._in_progress: dict[tuple[str, str], Any] = {}
-        self._done: dict[tuple[str, str, int], tuple[Any, Any, Any | None]] = {}
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send,
-                     next_app: ASGIApp) -> None:
-        route = (scope["method"], scope.get("path_template") or scope["path"])
-        in_progress = self._in_progress.get(route)
-        if in_progress is None:
-            in_progress = self._in_progress[route] = HTTP_IN_PROGRESS.labels(
-                *route, self.app_name)
-        status = 500  # unless a response starts
-        started = time.perf_counter()
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress.inc()
-        try:
-            await next_app(scope, receive, record_status)
-        finally:
-            in_progress.dec()
-            count, duration, errors = self._series(route, status)
-            count.inc()
-            duration.observe(time.perf_counter() - started)
-            if errors is not None:
-                errors.inc()
-
-    def _series(self, route: tuple[str, str], status: int) -> tuple[Any, Any, Any | None]:
-        key = (*route, status)
-        series = self._done.get(key)
-        if series is None:
-            labels = (*route, str(status), self.app_name)
-            series = self._done[key] = (
-                HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels),
-                HTTP_ERRORS.labels(*labels) if status >= 500 else None)
-        return series
