@@ -205,7 +205,12 @@ def main(*, start_workers: bool = True) -> None:
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 20) -> None:
-    """SIGTERM every child and its descendants, wait, then SIGKILL what is left."""
+    """SIGTERM every child, wait for it and its descendants, then SIGKILL what is left.
+
+    Only the children are signalled: each passes the signal on to its own processes
+    (Dramatiq's main process to its workers). A worker signalled twice — once by us, once
+    by its parent — takes the second as "kill now" and skips its orderly stop.
+    """
     import psutil
 
     tree: list[psutil.Process] = []
@@ -213,9 +218,7 @@ def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 20) -
         with contextlib.suppress(psutil.Error):
             parent = psutil.Process(child.pid)
             tree += [parent, *parent.children(recursive=True)]
-    for process in tree:
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
+            parent.terminate()
     _, alive = psutil.wait_procs(tree, timeout=grace)
     for process in alive:
         with contextlib.suppress(psutil.Error):
