@@ -1,9 +1,10 @@
 """Posting to the ledger and reading it back.
 
-:func:`post` is the one posting API: callers pass balanced lines and a posting key in the
-same session (transaction) as the business change they record. It checks the balance in
-Python for a clear error, and the database checks it again at commit (a deferred
-constraint trigger), so no code path — buggy or hand-written SQL — can commit an
+:func:`post` is the one posting API (:func:`post_many` for several at once): callers pass
+balanced lines and a posting key in the same session (transaction) as the business change
+they record. It checks the balance in Python for a clear error, and the database checks
+it again (a statement trigger, with a deferred re-check at commit for postings written in
+several statements), so no code path — buggy or hand-written SQL — can commit an
 unbalanced transaction.
 """
 
@@ -86,25 +87,49 @@ _CREATE_ACCOUNTS = """
     SELECT CAST(pg_current_xact_id() AS text) AS xact, ARRAY(SELECT code FROM created) AS codes
 """
 
-#: The journal transaction and its entries in one statement; no entries when the posting
-#: key was used before. Accounts are found by code (a missing one fails the NOT NULL).
+#: Journal transactions ($1–$7: one array element per transaction; $8: now) and all
+#: their entries ($9–$14: one element per entry) in one statement, whatever their number,
+#: so it is planned once per batch. A transaction whose posting key was used before is
+#: left out with its entries. Accounts are found by code (a missing one fails the NOT NULL).
 _POST = """
     WITH txn AS (
         INSERT INTO ledger_transactions (id, posting_key, kind, description, order_id,
                                          payment_id, data, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        SELECT t.id, t.posting_key, t.kind, t.description, t.order_id, t.payment_id,
+               CAST(t.data AS jsonb), $8
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::uuid[],
+                    $7::text[])
+             AS t(id, posting_key, kind, description, order_id, payment_id, data)
         ON CONFLICT (posting_key) DO NOTHING
         RETURNING id
+    ),
+    entries AS (
+        INSERT INTO ledger_entries (id, transaction_id, position, account_id, currency,
+                                    debit, credit)
+        SELECT gen_random_uuid(), e.transaction_id, e.position,
+               (SELECT a.id FROM ledger_accounts a WHERE a.code = e.account), e.currency,
+               e.debit, e.credit
+        FROM unnest($9::uuid[], $10::integer[], $11::text[], $12::text[], $13::bigint[],
+                    $14::bigint[])
+             AS e(transaction_id, position, account, currency, debit, credit)
+        WHERE e.transaction_id IN (SELECT id FROM txn)
     )
-    INSERT INTO ledger_entries (id, transaction_id, position, account_id, currency, debit,
-                                credit)
-    SELECT gen_random_uuid(), txn.id, e.position - 1,
-           (SELECT a.id FROM ledger_accounts a WHERE a.code = e.account), e.currency,
-           e.debit, e.credit
-    FROM txn, unnest($9::text[], $10::text[], $11::bigint[], $12::bigint[])
-              WITH ORDINALITY AS e(account, currency, debit, credit, position)
-    RETURNING transaction_id
+    SELECT id FROM txn
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One journal transaction for :func:`post_many` (the arguments of :func:`post`)."""
+
+    key: str
+    kind: str
+    currency: str
+    lines: Sequence[Line]
+    order_id: uuid.UUID | None = None
+    payment_id: uuid.UUID | None = None
+    description: str = ""
+    data: dict[str, Any] | None = None
 
 
 async def _ensure_accounts(db: Sql, codes: set[str]) -> None:
@@ -136,26 +161,44 @@ async def post(db: AsyncSession | Transaction, *, key: str, kind: str, currency:
                data: dict[str, Any] | None = None) -> uuid.UUID | None:
     """Post one journal transaction; ``None`` if ``key`` was posted before or all lines
     are zero (nothing moved)."""
-    kept = _check(lines, currency)
-    if not kept:
-        return None
+    posted, = await post_many(db, [Posting(key, kind, currency, lines, order_id, payment_id,
+                                           description, data)])
+    return posted
+
+
+async def post_many(db: AsyncSession | Transaction,
+                    postings: Sequence[Posting]) -> list[uuid.UUID | None]:
+    """Post several journal transactions in one statement (a worker's batch of captures);
+    for each, its id, or ``None`` as :func:`post` (a key repeated in ``postings`` is
+    posted once). Nothing is posted if any of them does not balance."""
+    lines = [_check(posting.lines, posting.currency) for posting in postings]
+    ids = [uuid.uuid4() if kept else None for kept in lines]
+    due = [(txn_id, posting, kept)
+           for txn_id, posting, kept in zip(ids, postings, lines, strict=True) if kept]
+    if not due:
+        return ids
     statements = await sql(db)
-    await _ensure_accounts(statements, {line.account for line in kept})
-    txn_id = uuid.uuid4()
-    posted = await statements.fetchrow(
-        _POST, txn_id, key, kind, description[:500], order_id, payment_id,
-        json_param(data or {}), utcnow(), [line.account for line in kept],
-        [line.currency or currency for line in kept], [line.debit for line in kept],
-        [line.credit for line in kept])
-    return txn_id if posted is not None else None
+    await _ensure_accounts(statements, {line.account for *_, kept in due for line in kept})
+    txns = [(txn_id, p.key, p.kind, p.description[:500], p.order_id, p.payment_id,
+             json_param(p.data or {})) for txn_id, p, _ in due]
+    entries = [(txn_id, position, line.account, line.currency or p.currency, line.debit,
+                line.credit)
+               for txn_id, p, kept in due for position, line in enumerate(kept)]
+    rows = await statements.fetch(_POST, *_columns(txns), utcnow(), *_columns(entries))
+    posted = {row["id"] for row in rows}
+    return [txn_id if txn_id in posted else None for txn_id in ids]
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as the column arrays ``unnest`` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # ----------------------------------------------------------------------------- postings
 
 
-async def post_capture(db: AsyncSession | Transaction, *, payment_id: uuid.UUID,
-                       order_id: uuid.UUID, provider: str, currency: str, amount: int,
-                       tax: int, fee: int | None, cash: bool = False) -> uuid.UUID | None:
+def capture(*, payment_id: uuid.UUID, order_id: uuid.UUID, provider: str, currency: str,
+            amount: int, tax: int, fee: int | None, cash: bool = False) -> Posting:
     """A captured payment: revenue and tax recognised against the customer, the customer's
     debt settled by the provider (or the till), the provider's fee expensed."""
     holder = accounts.CASH_ON_HAND if cash else accounts.clearing(provider)
@@ -170,10 +213,9 @@ async def post_capture(db: AsyncSession | Transaction, *, payment_id: uuid.UUID,
         Line(holder, credit=fee),
     ]
     kind = "payment.cash_received" if cash else "payment.captured"
-    return await post(db, key=f"{kind}:{payment_id}", kind=kind, currency=currency,
-                      lines=lines, order_id=order_id, payment_id=payment_id,
-                      description=f"{provider} payment", data={"provider": provider,
-                                                             "fee": fee, "tax": tax})
+    return Posting(key=f"{kind}:{payment_id}", kind=kind, currency=currency, lines=lines,
+                   order_id=order_id, payment_id=payment_id, description=f"{provider} payment",
+                   data={"provider": provider, "fee": fee, "tax": tax})
 
 
 # ----------------------------------------------------------------------------- reading

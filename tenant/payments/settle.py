@@ -1,9 +1,9 @@
 """Recording captured money on locked orders and attempts (see :mod:`tenant.payments.events`).
 
 Every webhook that settles a payment runs this, so it is a few fixed statements in plain
-SQL (:mod:`core.sql`) instead of ORM units of work: the ledger posting, then the attempts,
-their superseded siblings, the orders and the audit rows in one statement, then the
-receipts in the outbox. Settling several captures at once (a worker's batch of payment
+SQL (:mod:`core.sql`) instead of ORM units of work: the ledger postings, then the
+attempts, their superseded siblings, the orders and the audit rows in one statement, then
+the receipts in the outbox. Settling several captures at once (a worker's batch of payment
 webhooks) runs those statements once for all of them, not once per capture. Objects of
 the same rows that the caller's session holds are updated to match, so a caller that read
 an order before settling sees the result; ORM changes still pending are the caller's to
@@ -127,10 +127,12 @@ class Capture:
 
 @dataclass(slots=True)
 class _Paid:
-    """A capture that pays its order: the row values ``_SUCCEED`` writes."""
+    """A capture that pays its order: its ledger posting and the row values ``_SUCCEED``
+    writes."""
 
     locked: Locked
     fee: int | None
+    posting: ledger.Posting
     order: dict[str, Any]
     audits: list[dict[str, Any]]
     receipt: notifications.Notice
@@ -166,7 +168,7 @@ async def settle_successes(db: AsyncSession | Transaction, captures: Sequence[Ca
 async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetime, *,
                   actor: Actor, cash: bool) -> _Paid | bool:
     """One capture: unchanged (False), kept for review (True), or what paying it writes
-    (its ledger posting and stock already written)."""
+    (its stock already written)."""
     locked = capture.locked
     if locked.attempt_status == PaymentAttemptStatus.SUCCEEDED:
         return False
@@ -217,9 +219,9 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
         order["flags"]["paid_while"] = paid_while
         audits.append(audit_row(actor, "payment.captured_on_closed_order", "order", order_id,
                                 paid_while))
-    await ledger.post_capture(db, payment_id=attempt_id, order_id=order_id,
-                              provider=locked.provider, currency=locked.currency,
-                              amount=locked.amount, tax=locked.tax, fee=fee, cash=cash)
+    posting = ledger.capture(payment_id=attempt_id, order_id=order_id,
+                             provider=locked.provider, currency=locked.currency,
+                             amount=locked.amount, tax=locked.tax, fee=fee, cash=cash)
     audits.append(audit_row(actor, "payment.succeeded", "payment", attempt_id,
                             {"order_id": str(order_id), "provider": locked.provider,
                              "amount": amount, "currency": currency, "fee": fee}))
@@ -229,12 +231,14 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
         body=f"We received your payment for {locked.number}. Thank you.",
         dedupe_key=f"payment_receipt:{order_id}",
         data={"order_id": str(order_id), "amount": amount, "currency": currency})
-    return _Paid(locked, fee, order, audits, receipt)
+    return _Paid(locked, fee, posting, order, audits, receipt)
 
 
 async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
                       now: datetime) -> None:
-    """The attempts, orders and audit rows of captures that pay, then their receipts."""
+    """The ledger postings, attempts, orders and audit rows of captures that pay, then
+    their receipts."""
+    await ledger.post_many(db, [p.posting for p in paid])
     await (await sql(db)).execute(
         _SUCCEED, *_audit_columns([a for p in paid for a in p.audits]),
         [p.locked.attempt_id for p in paid], [p.locked.order_id for p in paid],

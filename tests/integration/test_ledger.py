@@ -4,6 +4,7 @@ and ledger totals agree with the orders to the minor unit."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -131,6 +132,93 @@ async def test_the_database_refuses_unbalanced_postings(client, make_tenant):
         async with tenant_db(tenant.slug) as session:
             await session.execute(text("DELETE FROM ledger_transactions"))
     await balances(client, tenant)  # still balanced
+
+
+_TXN = ("INSERT INTO ledger_transactions (id, posting_key, kind, description, data) "
+        "SELECT id, 'raw:' || id, 'manual', '', '{}' FROM unnest(CAST(:txns AS uuid[])) AS id")
+_ENTRIES = ("INSERT INTO ledger_entries (id, transaction_id, position, account_id, currency, "
+            "debit, credit) SELECT gen_random_uuid(), e.txn, 0, :account, e.currency, e.debit, "
+            "e.credit FROM unnest(CAST(:txn AS uuid[]), CAST(:currency AS text[]), "
+            "CAST(:debit AS bigint[]), CAST(:credit AS bigint[])) AS e(txn, currency, debit, "
+            "credit)")
+
+
+async def test_the_database_checks_each_statement_and_again_at_commit(client, make_tenant):
+    """A statement that leaves a journal transaction unbalanced is refused at commit, however
+    many transactions it writes at once, and whatever the session does in between."""
+    tenant = await make_tenant()
+    await configure(client, tenant)
+    await pay_by_card(client, tenant, await order(client, tenant), fee=0)
+    async with tenant_db(tenant.slug) as session:
+        account = (await session.execute(text("SELECT id FROM ledger_accounts LIMIT 1"))).scalar()
+
+    def entries(*rows: tuple[uuid.UUID, str, int, int]) -> tuple[Any, dict[str, Any]]:
+        columns = ["txn", "currency", "debit", "credit"]
+        return text(_ENTRIES), {"account": account,
+                                **{c: [row[i] for row in rows] for i, c in enumerate(columns)}}
+
+    def journal(*txns: uuid.UUID) -> tuple[Any, dict[str, Any]]:
+        return text(_TXN), {"txns": list(txns)}
+
+    async def commit(*statements: tuple[Any, dict[str, Any]]) -> None:
+        async with tenant_db(tenant.slug) as session:
+            for statement, params in statements:
+                await session.execute(statement, params)
+
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    with pytest.raises(DBAPIError, match=f"{bad} does not balance in EUR"):
+        await commit(journal(good, bad), entries(
+            (good, "USD", 100, 0), (good, "USD", 0, 100), (bad, "EUR", 100, 0),
+            (bad, "EUR", 0, 90), (bad, "USD", 0, 10)))
+    note = (text("DELETE FROM ledger_balance_checks"), {})
+    lone = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="at least two"):  # a note removed by hand still fires
+        await commit(journal(lone), entries((lone, "USD", 100, 0)), note)
+    early = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="does not balance"):  # checked early, changed later
+        await commit(journal(early), entries((early, "USD", 5, 0), (early, "USD", 0, 5)),
+                     (text("SET CONSTRAINTS ALL IMMEDIATE"), {}), entries((early, "USD", 1, 0)))
+    done = uuid.uuid4()
+    await commit(journal(done), entries((done, "USD", 7, 0)), entries((done, "USD", 0, 7)))
+    with pytest.raises(DBAPIError, match="does not balance"):  # committed: closed for good
+        await commit(entries((done, "USD", 0, 1)))
+    async with tenant_db(tenant.slug) as session:
+        assert (await session.execute(text(
+            "SELECT transaction_id FROM ledger_entries GROUP BY transaction_id, currency "
+            "HAVING sum(debit) <> sum(credit)"))).all() == []
+        assert (await session.execute(text("SELECT count(*) FROM ledger_balance_checks"))
+                ).scalar() == 0
+        assert (await session.execute(text(
+            "SELECT count(*) FROM ledger_entries WHERE transaction_id = :t"), {"t": done})
+                ).scalar() == 2
+
+
+async def test_post_many_posts_each_key_once(client, make_tenant):
+    tenant = await make_tenant()
+    sale = [ledger.Line("customer_receivable", debit=300), ledger.Line("revenue", credit=300)]
+    fee = [ledger.Line("provider_fees", debit=7, currency="EUR"),
+           ledger.Line("provider_clearing:sandbox", credit=7, currency="EUR")]
+    postings = [ledger.Posting("m1", "test", "USD", sale), ledger.Posting("m2", "test", "USD", fee),
+                ledger.Posting("m0", "test", "USD", [ledger.Line("revenue", credit=0)]),
+                ledger.Posting("m1", "test", "USD", sale)]
+    async with tenant_db(tenant.slug) as session:
+        first = await ledger.post_many(session, postings)
+    assert first[0] is not None and first[1] is not None and first[0] != first[1]
+    assert first[2:] == [None, None]
+    with pytest.raises(ledger.UnbalancedPosting):  # nothing of the batch is posted
+        async with tenant_db(tenant.slug) as session:
+            await ledger.post_many(session, [ledger.Posting("m3", "test", "USD", sale),
+                                             ledger.Posting("m4", "test", "USD", fee[:1])])
+    async with tenant_db(tenant.slug) as session:
+        again = await ledger.post_many(session, [*postings,
+                                                 ledger.Posting("m3", "test", "USD", sale)])
+    assert again[:4] == [None, None, None, None] and again[4] is not None
+    rows = await balances(client, tenant)
+    assert rows["revenue/USD"] == 600
+    assert rows["provider_fees/EUR"] == 7
+    journal = (await client.get("/v1/ledger/transactions?limit=100",
+                                headers=tenant.headers)).json()["data"]
+    assert sorted(len(t["entries"]) for t in journal) == [2, 2, 2]
 
 
 async def test_posting_api_checks_and_is_idempotent(client, make_tenant):
