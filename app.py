@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
+from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
 from core.redis import close_redis, get_redis
@@ -39,7 +40,11 @@ from tenant.payments.controllers import OrderPaymentController, PaymentControlle
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
 from tenant.settings.controllers import SettingsController
-from tenant.webhooks.controllers import WebhookEventController, WebhookIngestController
+from tenant.webhooks.controllers import (
+    WebhookEventController,
+    WebhookIngestController,
+    ingest_lane,
+)
 from workers.broker import Enqueuer
 
 log = logging.getLogger("paymesh")
@@ -77,7 +82,7 @@ class MetricsController(PrometheusController):
     openapi_config = None
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None) -> FastLanes:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -127,7 +132,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await close_shared_clients()
         set_runtime(None)
 
-    return Litestar(
+    metrics = HttpMetricsMiddleware()
+    app = Litestar(
         route_handlers=[
             healthz, readyz, MetricsController,
             CatalogController, TenantController, ClusterController,
@@ -139,7 +145,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[HttpMetricsMiddleware(), TenancyMiddleware(lookup_key, lookup_tenant)],
+        middleware=[metrics, TenancyMiddleware(lookup_key, lookup_tenant)],
         state=State({"runtime": runtime}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -152,5 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # logging is configured above, from PAYMESH_LOG_LEVEL
         debug=False,
     )
+    # the webhook door is answered before Litestar (core/lanes.py); the rest goes through it
+    return FastLanes(app, [ingest_lane(runtime)], lookup_tenant, metrics)
 
 

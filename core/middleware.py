@@ -46,10 +46,7 @@ class HttpMetricsMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send,
                      next_app: ASGIApp) -> None:
         route = (scope["method"], scope.get("path_template") or scope["path"])
-        in_progress = self._in_progress.get(route)
-        if in_progress is None:
-            in_progress = self._in_progress[route] = HTTP_IN_PROGRESS.labels(
-                *route, self.app_name)
+        in_progress = self.in_progress(route)
         status = 500  # unless a response starts
         started = time.perf_counter()
 
@@ -64,11 +61,23 @@ class HttpMetricsMiddleware(ASGIMiddleware):
             await next_app(scope, receive, record_status)
         finally:
             in_progress.dec()
-            count, duration, errors = self._series(route, status)
-            count.inc()
-            duration.observe(time.perf_counter() - started)
-            if errors is not None:
-                errors.inc()
+            self.record(route, status, started)
+
+    def in_progress(self, route: tuple[str, str]) -> Any:
+        """The in-flight gauge of ``(method, route template)``."""
+        gauge = self._in_progress.get(route)
+        if gauge is None:
+            gauge = self._in_progress[route] = HTTP_IN_PROGRESS.labels(*route, self.app_name)
+        return gauge
+
+    def record(self, route: tuple[str, str], status: int, started: float) -> None:
+        """Count a finished request (``started``: its ``time.perf_counter()``); also for
+        requests answered before Litestar (:mod:`core.lanes`)."""
+        count, duration, errors = self._series(route, status)
+        count.inc()
+        duration.observe(time.perf_counter() - started)
+        if errors is not None:
+            errors.inc()
 
     def _series(self, route: tuple[str, str], status: int) -> tuple[Any, Any, Any | None]:
         key = (*route, status)
@@ -153,9 +162,14 @@ class TenancyMiddleware(ASGIMiddleware):
         return tenant
 
     async def _tenant(self, **lookup: object) -> TenantContext:
-        tenant = await self.tenants(**lookup)
-        if tenant is None:
-            raise NotFound("tenant not found")
-        if tenant.is_suspended:
-            raise PermissionDenied("tenant is suspended", code="tenant_suspended")
-        return tenant
+        return await resolve_tenant(self.tenants, **lookup)
+
+
+async def resolve_tenant(tenants: TenantLookup, **lookup: object) -> TenantContext:
+    """The tenant a request names: 404 if unknown, 403 if suspended."""
+    tenant = await tenants(**lookup)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    if tenant.is_suspended:
+        raise PermissionDenied("tenant is suspended", code="tenant_suspended")
+    return tenant
