@@ -55,14 +55,9 @@ BEGIN
 END $$
 """
 
-#: At commit (deferred): a noted transaction must balance by now.
-_CHECK_NOTED = """
-CREATE FUNCTION ledger_check_noted() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    txn uuid := NEW.transaction_id;
-    entries integer;
-    off record;
-BEGIN
+#: PL/pgSQL: raise unless the journal transaction ``txn`` has two or more entries that sum
+#: to zero per currency (needs ``entries integer`` and ``off record`` declared).
+_RAISE_UNLESS_BALANCED = """
     SELECT count(*) INTO entries FROM ledger_entries WHERE transaction_id = txn;
     IF entries < 2 THEN
         RAISE EXCEPTION 'ledger transaction % has % entries; a posting needs at least two',
@@ -74,10 +69,20 @@ BEGIN
         RAISE EXCEPTION 'ledger transaction % does not balance in %: debits - credits = %',
             txn, off.currency, off.diff USING ERRCODE = 'check_violation';
     END IF;
-    DELETE FROM ledger_balance_checks WHERE transaction_id = txn;
+"""
+
+#: At commit (deferred): a noted transaction must balance by now.
+_CHECK_NOTED = """
+CREATE FUNCTION ledger_check_noted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    txn uuid := NEW.transaction_id;
+    entries integer;
+    off record;
+BEGIN
+{check}    DELETE FROM ledger_balance_checks WHERE transaction_id = txn;
     RETURN NULL;
 END $$
-"""
+""".replace("{check}", _RAISE_UNLESS_BALANCED)
 
 #: 0002's row triggers, restored by :func:`downgrade`.
 _CHECK_BALANCED = """
@@ -92,20 +97,9 @@ BEGIN
     ELSE
         txn := NEW.id;
     END IF;
-    SELECT count(*) INTO entries FROM ledger_entries WHERE transaction_id = txn;
-    IF entries < 2 THEN
-        RAISE EXCEPTION 'ledger transaction % has % entries; a posting needs at least two',
-            txn, entries USING ERRCODE = 'check_violation';
-    END IF;
-    SELECT currency, sum(debit) - sum(credit) AS diff INTO off FROM ledger_entries
-        WHERE transaction_id = txn GROUP BY currency HAVING sum(debit) <> sum(credit) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger transaction % does not balance in %: debits - credits = %',
-            txn, off.currency, off.diff USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NULL;
+{check}    RETURN NULL;
 END $$
-"""
+""".replace("{check}", _RAISE_UNLESS_BALANCED)
 
 #: One statement each (asyncpg prepares statements, which must be single).
 _ROW_CHECKS = [
