@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.crypto import MasterKeyring
 from core.db import make_engine
 from core.engines import TenantEngineRegistry
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import httpx
 
 _runtime: Runtime | None = None
 
@@ -34,11 +36,28 @@ class Runtime:
     owner_engine: AsyncEngine
     tenants: TenantEngineRegistry
     keyring: MasterKeyring
-    http: httpx.AsyncClient
     extras: dict[str, object] = field(default_factory=dict)
     #: Sends messages to worker actors by name; set by the composition root.
     #: Answers False when the broker is unreachable (callers keep their own record).
     enqueuer: Enqueuer | None = None
+    #: ``httpx.AsyncClient | None``, spelled ``Any``: Litestar resolves this dataclass's
+    #: annotations at runtime (it is a handler dependency), where httpx is not imported.
+    _http: Any = field(default=None, repr=False)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The process's outgoing HTTP client (providers, the sandbox gateway), made on
+        first use: a worker that only applies webhook events never pays for httpx, its
+        TLS context and CA bundle."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        return self._http
+
+    @http.setter
+    def http(self, client: httpx.AsyncClient) -> None:
+        self._http = client
 
     @classmethod
     def create(cls, settings: Settings | None = None) -> Runtime:
@@ -54,7 +73,6 @@ class Runtime:
                 idle_seconds=settings.tenant_engine_idle_seconds,
             ),
             keyring=MasterKeyring(settings.master_keys),
-            http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0)),
         )
 
     @asynccontextmanager
@@ -80,7 +98,8 @@ class Runtime:
         return self.tenants.session(db_url)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
         await self.tenants.dispose_all()
         await self.owner_engine.dispose()
 

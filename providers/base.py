@@ -9,10 +9,12 @@ from __future__ import annotations
 import abc
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 import msgspec
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Environment(StrEnum):
@@ -213,8 +215,12 @@ class PaymentProvider(abc.ABC):
     required_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ProviderConfig, http: httpx.AsyncClient | None = None) -> None:
+        if http is None:  # imported here: applying webhook events needs no HTTP client
+            import httpx
+
+            http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         self.config = config
-        self.http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+        self.http = http
 
     @abc.abstractmethod
     async def create_payment(self, request: CreatePayment) -> PaymentResult:
