@@ -376,7 +376,9 @@ class Stack:
                 self.embedded_pg.stop()
             with contextlib.suppress(Exception):  # de-register pgserver's exit handler
                 self.embedded_pg.server.cleanup()
-        self.pidfile.remove()
         if not self.keep_data and self.embedded_pg is not None:
             say("removing ./.paymesh/bench/pg (--keep-data keeps it)")
             shutil.rmtree(BENCH_DIR / "pg", ignore_errors=True)
+        # last: until the data directory is gone, a new run must wait (it would start by
+        # deleting the same directory under this one)
+        self.pidfile.remove()
