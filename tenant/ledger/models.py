@@ -10,7 +10,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     String,
     Table,
@@ -38,7 +37,8 @@ DEBIT_NORMAL = frozenset({AccountType.ASSET, AccountType.EXPENSE, AccountType.CO
 
 class LedgerAccount(IdMixin, TenantBase):
     """An account of the chart (see :mod:`tenant.ledger.accounts`); balances are per
-    currency, computed from entries, never stored."""
+    currency, computed from entries, never stored. The chart only grows: the database
+    refuses to delete an account or change its id."""
 
     __tablename__ = "ledger_accounts"
 
@@ -69,8 +69,9 @@ class LedgerTransaction(IdMixin, TenantBase):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now(), index=True)
 
-    entries: Mapped[list[LedgerEntry]] = relationship(lazy="selectin",
-                                                      order_by="LedgerEntry.position")
+    entries: Mapped[list[LedgerEntry]] = relationship(
+        lazy="selectin", order_by="LedgerEntry.position",
+        primaryjoin="LedgerTransaction.id == foreign(LedgerEntry.transaction_id)")
 
 
 class LedgerEntry(IdMixin, TenantBase):
@@ -78,14 +79,16 @@ class LedgerEntry(IdMixin, TenantBase):
 
     The database refuses, at commit, any transaction whose entries do not sum to zero
     per currency, and refuses any UPDATE or DELETE (a correction is a new posting).
+    ``transaction_id`` and ``account_id`` must name existing rows, checked once per
+    statement rather than by per-row foreign keys (migration 0005); what they name can
+    never be deleted.
     """
 
     __tablename__ = "ledger_entries"
 
-    transaction_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ledger_transactions.id"), index=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     position: Mapped[int] = mapped_column(default=0)
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_accounts.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     currency: Mapped[str] = mapped_column(String(3))
     debit: Mapped[int] = mapped_column(BigInteger, default=0)
     credit: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -193,6 +193,51 @@ async def test_the_database_checks_each_statement_and_again_at_commit(client, ma
                 ).scalar() == 2
 
 
+async def test_entries_name_what_exists_and_what_they_name_stays(client, make_tenant):
+    """Entries' references are checked per statement (no per-row foreign keys): an entry
+    naming a missing account or journal transaction is refused, and neither can be
+    removed once entries may name it."""
+    tenant = await make_tenant()
+    await configure(client, tenant)
+    await pay_by_card(client, tenant, await order(client, tenant), fee=0)
+    async with tenant_db(tenant.slug) as session:
+        account = (await session.execute(text("SELECT id FROM ledger_accounts LIMIT 1"))).scalar()
+        before = (await session.execute(text("SELECT count(*) FROM ledger_entries"))).scalar()
+
+    async def post(txn: uuid.UUID, accounts: tuple[uuid.UUID, uuid.UUID],
+                   journal: bool = True) -> None:
+        async with tenant_db(tenant.slug) as session:
+            if journal:
+                await session.execute(text(_TXN), {"txns": [txn]})
+            await session.execute(text(
+                "INSERT INTO ledger_entries (id, transaction_id, position, account_id, "
+                "currency, debit, credit) VALUES (gen_random_uuid(), :t, 0, :a, 'USD', 5, 0), "
+                "(gen_random_uuid(), :t, 1, :b, 'USD', 0, 5)"),
+                {"t": txn, "a": accounts[0], "b": accounts[1]})
+
+    missing = uuid.uuid4()
+    with pytest.raises(DBAPIError, match=f"names account {missing}, which does not exist"):
+        await post(uuid.uuid4(), (account, missing))
+    lost = uuid.uuid4()
+    with pytest.raises(DBAPIError, match=f"names journal transaction {lost}, which does not"):
+        await post(lost, (account, account), journal=False)
+    await post(uuid.uuid4(), (account, account))  # both exist: accepted
+
+    for statement in ("DELETE FROM ledger_accounts WHERE id = :a",
+                      "UPDATE ledger_accounts SET id = gen_random_uuid() WHERE id = :a",
+                      "TRUNCATE ledger_accounts CASCADE", "TRUNCATE ledger_transactions CASCADE",
+                      "TRUNCATE ledger_entries"):
+        with pytest.raises(DBAPIError, match="keeps what ledger entries refer to"):
+            async with tenant_db(tenant.slug) as session:
+                await session.execute(text(statement), {"a": account})
+    async with tenant_db(tenant.slug) as session:  # renaming an account is fine
+        await session.execute(text("UPDATE ledger_accounts SET name = name || ' (renamed)' "
+                                   "WHERE id = :a"), {"a": account})
+        after = (await session.execute(text("SELECT count(*) FROM ledger_entries"))).scalar()
+    assert after == before + 2
+    await balances(client, tenant)
+
+
 async def test_post_many_posts_each_key_once(client, make_tenant):
     tenant = await make_tenant()
     sale = [ledger.Line("customer_receivable", debit=300), ledger.Line("revenue", credit=300)]
