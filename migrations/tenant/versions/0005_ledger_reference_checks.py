@@ -37,7 +37,7 @@ _FOREIGN_KEYS = {
         "FOREIGN KEY (account_id) REFERENCES ledger_accounts (id)",
 }
 
-#: 0004's balance check (unchanged) with the reference check in front of it.
+#: 0004's statement check; ``{references}`` goes in front of its balance check.
 _CHECK_STATEMENT = """
 CREATE OR REPLACE FUNCTION ledger_check_statement() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -45,6 +45,26 @@ DECLARE
     dangling record;
 BEGIN
     IF TG_TABLE_NAME = 'ledger_entries' THEN
+{references}        touched := ARRAY(SELECT DISTINCT transaction_id FROM inserted);
+    ELSE
+        touched := ARRAY(SELECT id FROM inserted);
+    END IF;
+    INSERT INTO ledger_balance_checks (transaction_id)
+    SELECT t.id
+    FROM unnest(touched) AS t(id)
+         CROSS JOIN LATERAL (
+             SELECT sum(per.n) AS entries, bool_or(per.diff <> 0) AS off
+             FROM (SELECT count(*) AS n, sum(e.debit) - sum(e.credit) AS diff
+                   FROM ledger_entries e WHERE e.transaction_id = t.id
+                   GROUP BY e.currency) per
+         ) sums
+    WHERE coalesce(sums.entries, 0) < 2 OR sums.off;
+    RETURN NULL;
+END $$
+"""
+
+#: Every entry the statement inserted names an existing account and journal transaction.
+_REFERENCES = """\
         SELECT e.id, e.account_id, e.transaction_id,
                a.id IS NULL AS no_account INTO dangling
         FROM inserted e
@@ -59,42 +79,7 @@ BEGIN
             RAISE EXCEPTION 'ledger entry % names journal transaction %, which does not exist',
                 dangling.id, dangling.transaction_id USING ERRCODE = 'foreign_key_violation';
         END IF;
-        touched := ARRAY(SELECT DISTINCT transaction_id FROM inserted);
-    ELSE
-        touched := ARRAY(SELECT id FROM inserted);
-    END IF;
-{balance}
-    RETURN NULL;
-END $$
 """
-
-#: 0004's body from ``INSERT INTO ledger_balance_checks`` on (restored by the downgrade).
-_BALANCE = """
-    INSERT INTO ledger_balance_checks (transaction_id)
-    SELECT t.id
-    FROM unnest(touched) AS t(id)
-         CROSS JOIN LATERAL (
-             SELECT sum(per.n) AS entries, bool_or(per.diff <> 0) AS off
-             FROM (SELECT count(*) AS n, sum(e.debit) - sum(e.credit) AS diff
-                   FROM ledger_entries e WHERE e.transaction_id = t.id
-                   GROUP BY e.currency) per
-         ) sums
-    WHERE coalesce(sums.entries, 0) < 2 OR sums.off;"""
-
-_CHECK_STATEMENT_0004 = """
-CREATE OR REPLACE FUNCTION ledger_check_statement() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    touched uuid[];
-BEGIN
-    IF TG_TABLE_NAME = 'ledger_entries' THEN
-        touched := ARRAY(SELECT DISTINCT transaction_id FROM inserted);
-    ELSE
-        touched := ARRAY(SELECT id FROM inserted);
-    END IF;
-{balance}
-    RETURN NULL;
-END $$
-""".replace("{balance}", _BALANCE)
 
 _KEPT = """
 CREATE FUNCTION ledger_kept() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -106,7 +91,7 @@ END $$
 
 
 def upgrade() -> None:
-    op.execute(_CHECK_STATEMENT.replace("{balance}", _BALANCE))
+    op.execute(_CHECK_STATEMENT.replace("{references}", _REFERENCES))
     op.execute(_KEPT)
     op.execute("CREATE TRIGGER ledger_accounts_kept BEFORE DELETE OR UPDATE OF id "
                "ON ledger_accounts FOR EACH ROW EXECUTE FUNCTION ledger_kept()")
@@ -124,4 +109,4 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER {table}_not_truncated ON {table}")
     op.execute("DROP TRIGGER ledger_accounts_kept ON ledger_accounts")
     op.execute("DROP FUNCTION ledger_kept()")
-    op.execute(_CHECK_STATEMENT_0004)
+    op.execute(_CHECK_STATEMENT.replace("{references}", ""))
