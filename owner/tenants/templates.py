@@ -25,14 +25,25 @@ def quote_ident(name: str) -> str:
 
 @asynccontextmanager
 async def template_lock(server_url: str, *, exclusive: bool) -> AsyncIterator[AsyncConnection]:
+    """The template lock, held on the connection it yields.
+
+    Clones (shared) run on a pooled connection, migrations (exclusive, rare) on a new
+    one. A pooled connection goes back to the pool only once its lock is released: if
+    releasing fails or is interrupted, the connection is closed instead, which releases
+    it (a session's advisory locks end with the session).
+    """
     fn = "pg_advisory_lock" if exclusive else "pg_advisory_lock_shared"
-    async with autocommit_connection(server_url) as conn:
-        await conn.execute(text(f"SELECT {fn}(:k)"), {"k": TEMPLATE_LOCK})
-        try:
+    async with autocommit_connection(server_url, pooled=not exclusive) as conn:
+        try:  # taking it inside: an interrupted wait for the lock also ends here
+            await conn.execute(text(f"SELECT {fn}(:k)"), {"k": TEMPLATE_LOCK})
             yield conn
         finally:
-            await conn.execute(text(f"SELECT {fn.replace('lock', 'unlock')}(:k)"),
-                               {"k": TEMPLATE_LOCK})
+            try:
+                await conn.execute(text(f"SELECT {fn.replace('lock', 'unlock')}(:k)"),
+                                   {"k": TEMPLATE_LOCK})
+            except BaseException:
+                await asyncio.shield(conn.invalidate())
+                raise
 
 
 async def database_exists(conn: AsyncConnection, name: str) -> bool:

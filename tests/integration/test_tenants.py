@@ -70,6 +70,37 @@ async def test_concurrent_provisioning_of_20_tenants(client, owner_headers, plat
     assert {prefix + s.replace("-", "_") for s in slugs} <= names
 
 
+async def test_clones_share_a_connection_and_always_release_the_template_lock(
+        client, owner_headers, make_tenant, pg_url):
+    """Provisioning clones on a pooled connection; whether a clone succeeds or fails,
+    the shared template lock is released before the connection is reused, so a
+    migration of the template (the exclusive lock) can always start."""
+    from sqlalchemy.exc import DBAPIError
+
+    from core.settings import get_settings
+    from owner.tenants import templates
+
+    template = get_settings().template_db
+    await make_tenant()  # the template exists and is at head
+    pids = []
+    for _ in range(2):
+        async with templates.template_lock(pg_url, exclusive=False) as conn:
+            pids.append(await conn.scalar(text("SELECT pg_backend_pid()")))
+    assert pids[0] == pids[1]  # one connection served both
+
+    existing = unique_slug("dup").replace("-", "_")
+    await templates.clone(pg_url, template, existing)
+    with pytest.raises(DBAPIError, match="already exists"):
+        await templates.clone(pg_url, template, existing)
+    async with autocommit_connection(pg_url) as conn:
+        # a leaked shared lock would make this wait out the timeout and fail
+        await conn.execute(text("SET lock_timeout = '5s'"))
+        await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": templates.TEMPLATE_LOCK})
+        await conn.execute(text("SELECT pg_advisory_unlock(:k)"),
+                           {"k": templates.TEMPLATE_LOCK})
+    await templates.drop(pg_url, existing)
+
+
 async def test_isolation_between_tenants(client, owner_headers, make_tenant):
     a, b = await make_tenant("a"), await make_tenant("b")
     put = await client.put("/v1/providers/cash", json={"enabled": True}, headers=a.headers)
