@@ -165,6 +165,13 @@ async def autocommit_connection(url: str, *, pooled: bool = False
 _autocommit_engines: dict[tuple[str, int, bool], AsyncEngine] = {}
 
 
+async def dispose_autocommit_engines() -> None:
+    """Close the connections :func:`autocommit_connection` keeps for this event loop."""
+    loop = id(asyncio.get_running_loop())
+    for key in [key for key in _autocommit_engines if key[1] == loop]:
+        await _autocommit_engines.pop(key).dispose()
+
+
 def _null_pool() -> Any:
     from sqlalchemy.pool import NullPool
 

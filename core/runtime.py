@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from core.crypto import MasterKeyring
-from core.db import make_engine
+from core.db import dispose_autocommit_engines, make_engine
 from core.engines import TenantEngineRegistry
 from core.settings import Settings, get_settings
 
@@ -102,6 +102,7 @@ class Runtime:
             await self._http.aclose()
         await self.tenants.dispose_all()
         await self.owner_engine.dispose()
+        await dispose_autocommit_engines()
 
 
 def set_runtime(runtime: Runtime | None) -> None:
