@@ -8,9 +8,10 @@ shared locks of two workers on one account row become a MultiXact).
 
 What the two foreign keys of ``ledger_entries`` guaranteed holds with less:
 
-- **every entry names an existing account and journal transaction**: the AFTER INSERT
-  statement trigger of 0004 checks every row the statement inserted, with one anti-join,
-  and refuses the statement (``foreign_key_violation``) if one names neither;
+- **every entry names an existing account and journal transaction**: an AFTER INSERT
+  statement trigger (like 0004's balance check) checks every row the statement inserted,
+  with one anti-join, and refuses the statement (``foreign_key_violation``) if one names
+  a missing row;
 - **what an entry names is never removed or renumbered**: journal transactions are
   append-only since 0002; accounts now refuse DELETE and a change of ``id`` the same way
   (a chart of accounts only grows), and all three ledger tables refuse TRUNCATE. Nothing
@@ -37,48 +38,28 @@ _FOREIGN_KEYS = {
         "FOREIGN KEY (account_id) REFERENCES ledger_accounts (id)",
 }
 
-#: 0004's statement check; ``{references}`` goes in front of its balance check.
-_CHECK_STATEMENT = """
-CREATE OR REPLACE FUNCTION ledger_check_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+#: Every entry the statement inserted names an existing account and journal transaction
+#: (beside 0004's balance check, a statement trigger of its own on the same rows).
+_CHECK_REFERENCES = """
+CREATE FUNCTION ledger_check_references() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    touched uuid[];
     dangling record;
 BEGIN
-    IF TG_TABLE_NAME = 'ledger_entries' THEN
-{references}        touched := ARRAY(SELECT DISTINCT transaction_id FROM inserted);
-    ELSE
-        touched := ARRAY(SELECT id FROM inserted);
+    SELECT e.id, e.account_id, e.transaction_id, a.id IS NULL AS no_account INTO dangling
+    FROM inserted e
+         LEFT JOIN ledger_accounts a ON a.id = e.account_id
+         LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
+    WHERE a.id IS NULL OR t.id IS NULL
+    LIMIT 1;
+    IF FOUND AND dangling.no_account THEN
+        RAISE EXCEPTION 'ledger entry % names account %, which does not exist',
+            dangling.id, dangling.account_id USING ERRCODE = 'foreign_key_violation';
+    ELSIF FOUND THEN
+        RAISE EXCEPTION 'ledger entry % names journal transaction %, which does not exist',
+            dangling.id, dangling.transaction_id USING ERRCODE = 'foreign_key_violation';
     END IF;
-    INSERT INTO ledger_balance_checks (transaction_id)
-    SELECT t.id
-    FROM unnest(touched) AS t(id)
-         CROSS JOIN LATERAL (
-             SELECT sum(per.n) AS entries, bool_or(per.diff <> 0) AS off
-             FROM (SELECT count(*) AS n, sum(e.debit) - sum(e.credit) AS diff
-                   FROM ledger_entries e WHERE e.transaction_id = t.id
-                   GROUP BY e.currency) per
-         ) sums
-    WHERE coalesce(sums.entries, 0) < 2 OR sums.off;
     RETURN NULL;
 END $$
-"""
-
-#: Every entry the statement inserted names an existing account and journal transaction.
-_REFERENCES = """\
-        SELECT e.id, e.account_id, e.transaction_id,
-               a.id IS NULL AS no_account INTO dangling
-        FROM inserted e
-             LEFT JOIN ledger_accounts a ON a.id = e.account_id
-             LEFT JOIN ledger_transactions t ON t.id = e.transaction_id
-        WHERE a.id IS NULL OR t.id IS NULL
-        LIMIT 1;
-        IF FOUND AND dangling.no_account THEN
-            RAISE EXCEPTION 'ledger entry % names account %, which does not exist',
-                dangling.id, dangling.account_id USING ERRCODE = 'foreign_key_violation';
-        ELSIF FOUND THEN
-            RAISE EXCEPTION 'ledger entry % names journal transaction %, which does not exist',
-                dangling.id, dangling.transaction_id USING ERRCODE = 'foreign_key_violation';
-        END IF;
 """
 
 _KEPT = """
@@ -91,7 +72,10 @@ END $$
 
 
 def upgrade() -> None:
-    op.execute(_CHECK_STATEMENT.replace("{references}", _REFERENCES))
+    op.execute(_CHECK_REFERENCES)
+    op.execute("CREATE TRIGGER ledger_entries_referenced AFTER INSERT ON ledger_entries "
+               "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+               "EXECUTE FUNCTION ledger_check_references()")
     op.execute(_KEPT)
     op.execute("CREATE TRIGGER ledger_accounts_kept BEFORE DELETE OR UPDATE OF id "
                "ON ledger_accounts FOR EACH ROW EXECUTE FUNCTION ledger_kept()")
@@ -109,4 +93,5 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER {table}_not_truncated ON {table}")
     op.execute("DROP TRIGGER ledger_accounts_kept ON ledger_accounts")
     op.execute("DROP FUNCTION ledger_kept()")
-    op.execute(_CHECK_STATEMENT.replace("{references}", ""))
+    op.execute("DROP TRIGGER ledger_entries_referenced ON ledger_entries")
+    op.execute("DROP FUNCTION ledger_check_references()")
