@@ -24,6 +24,7 @@ mix the two flush first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -48,6 +49,12 @@ _ERRORS: tuple[tuple[type[BaseException], type[sa_exc.DBAPIError]], ...] = (
 def json_param(value: Any) -> str:
     """A ``json``/``jsonb`` parameter (the connection's codec takes JSON text)."""
     return msgspec.json.encode(value).decode()
+
+
+def columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows (at least one) as the column arrays ``unnest($1::…[], $2::…[], …)`` takes:
+    how a statement writes any number of rows with a fixed number of parameters."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _translated(error: Exception, statement: str) -> Exception:

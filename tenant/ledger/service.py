@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
-from core.sql import Sql, Transaction, json_param, sql
+from core.sql import Sql, Transaction, columns, json_param, sql
 from tenant.ledger import accounts
 from tenant.ledger.models import (
     DEBIT_NORMAL,
@@ -184,14 +184,9 @@ async def post_many(db: AsyncSession | Transaction,
     entries = [(txn_id, position, line.account, line.currency or p.currency, line.debit,
                 line.credit)
                for txn_id, p, kept in due for position, line in enumerate(kept)]
-    rows = await statements.fetch(_POST, *_columns(txns), utcnow(), *_columns(entries))
+    rows = await statements.fetch(_POST, *columns(txns), utcnow(), *columns(entries))
     posted = {row["id"] for row in rows}
     return [txn_id if txn_id in posted else None for txn_id in ids]
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as the column arrays ``unnest`` takes."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # ----------------------------------------------------------------------------- postings

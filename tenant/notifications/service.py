@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
-from core.sql import Transaction, json_param, sql
+from core.sql import Transaction, columns, json_param, sql
 from tenant.notifications.models import Notification
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,9 @@ async def queue_many(db: AsyncSession | Transaction, notices: Sequence[Notice]) 
     kept = [n for n in notices if n.recipient]
     if not kept:
         return
-    await (await sql(db)).execute(
-        _QUEUE, [uuid.uuid4() for _ in kept], [n.channel for n in kept],
-        [n.recipient for n in kept], [n.template for n in kept], [n.subject for n in kept],
-        [n.body for n in kept], [json_param(n.data) for n in kept],
-        [n.dedupe_key for n in kept], utcnow())
+    await (await sql(db)).execute(_QUEUE, *columns(
+        (uuid.uuid4(), n.channel, n.recipient, n.template, n.subject, n.body,
+         json_param(n.data), n.dedupe_key) for n in kept), utcnow())
 
 
 async def deliver(session: AsyncSession, notification_id: object) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core.audit import Actor, audit_row
 from core.db import utcnow
-from core.sql import Transaction, json_param, sql
+from core.sql import Transaction, columns, json_param, sql
 from tenant.ledger import service as ledger
 from tenant.notifications import service as notifications
 from tenant.orders import reservations
@@ -241,10 +241,9 @@ async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
     await ledger.post_many(db, [p.posting for p in paid])
     await (await sql(db)).execute(
         _SUCCEED, *_audit_columns([a for p in paid for a in p.audits]),
-        [p.locked.attempt_id for p in paid], [p.locked.order_id for p in paid],
-        [p.fee for p in paid], [p.order["status"] for p in paid],
-        [p.order["status_reason"] for p in paid], [p.order["paid_at"] for p in paid],
-        [json_param(p.order["flags"]) for p in paid], now)
+        *columns((p.locked.attempt_id, p.locked.order_id, p.fee, p.order["status"],
+                  p.order["status_reason"], p.order["paid_at"], json_param(p.order["flags"]))
+                 for p in paid), now)
     for p in paid:
         _sync(db, Payment, p.locked.attempt_id, {
             "status": PaymentAttemptStatus.SUCCEEDED.value, "succeeded_at": now,

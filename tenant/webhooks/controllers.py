@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -34,12 +35,9 @@ async def _ingest(runtime: Runtime, tenant: TenantContext, provider: str,
 def ingest_lane(runtime: Runtime) -> TenantPathLane:
     """The webhook door in front of Litestar (:mod:`core.lanes`); the route below serves
     what the lane leaves."""
-    async def work(tenant: TenantContext, provider: str, headers: dict[str, str],
-                   body: bytes) -> bytes:
-        return await _ingest(runtime, tenant, provider, headers, body)
-
     return TenantPathLane(prefix="/webhooks/", route=INGEST_ROUTE,
-                          max_body=runtime.settings.webhook_max_bytes, work=work)
+                          max_body=runtime.settings.webhook_max_bytes,
+                          work=partial(_ingest, runtime))
 
 
 class WebhookIngestController(Controller):

@@ -329,8 +329,9 @@ async def apply(runtime: Runtime, db: AsyncSession | Transaction, tenant: Tenant
 
 def _captured(provider: str, event: dict[str, Any]) -> payments.Captured:
     """What a normalized ``payment.succeeded`` event says was captured."""
-    return payments.Captured(provider, event.get("provider_payment_id") or event.get("reference"),
-                    event.get("amount"), event.get("currency"), event.get("fee_amount"))
+    payment_id = event.get("provider_payment_id") or event.get("reference")
+    return payments.Captured(provider, payment_id, event.get("amount"), event.get("currency"),
+                             event.get("fee_amount"))
 
 
 def _received(event: dict[str, Any], attempt_currency: str) -> tuple[int | None, str | None]:
