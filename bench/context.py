@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -205,15 +206,19 @@ class Context:
         return result
 
     @contextlib.asynccontextmanager
-    async def reference_app(self) -> AsyncIterator[tuple[str, int]]:
-        """Serve :mod:`bench.reference_app` (same uvicorn settings as the API) for a while."""
+    async def reference_app(self, module: str = "bench.reference_app",
+                            env: dict[str, str] | None = None
+                            ) -> AsyncIterator[tuple[str, int]]:
+        """Serve :mod:`bench.reference_app` (or another reference ``module`` taking
+        ``--port``; same uvicorn settings as the API) for a while."""
         port = free_port()
-        args = [sys.executable, "-m", "bench.reference_app", "--port", str(port)]
-        child: Child = self.stack.spawn("reference-app", args)
+        args = [sys.executable, "-m", module, "--port", str(port)]
+        name = module.rpartition(".")[2].replace("_", "-")
+        child: Child = self.stack.spawn(name, args, env={**os.environ, **(env or {})})
         try:
             base = f"http://127.0.0.1:{port}"
             await asyncio.to_thread(wait_http, f"{base}/healthz", child, seconds=60)
-            say(f"reference app up (pid {child.pid}, uvicorn {UVICORN_SETTINGS})")
+            say(f"{name} up (pid {child.pid}, uvicorn {UVICORN_SETTINGS})")
             yield base, child.pid
         finally:
             child.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -28,12 +29,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def serve_module(module: str, what: str) -> Iterator[str]:
+def serve_module(module: str, what: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``python -m module --port N`` on loopback until its /healthz answers."""
     from core.embedded import free_port
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(port)], cwd=ROOT,
+                            env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
