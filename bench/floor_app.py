@@ -23,7 +23,6 @@ this stack must at least spend, measured in the same run as the row itself (see
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import secrets
@@ -31,9 +30,9 @@ import uuid
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, post
 
-from bench.reference_app import UVICORN_SETTINGS
+from bench.reference_app import healthz, main
 
 #: The floor's tables (its own scratch database); ``$1``/``$2``: the product and its price.
 SCHEMA = """
@@ -157,11 +156,6 @@ async def checkout(request: Request[Any, Any, Any], order_id: uuid.UUID,
     return _answer(201, body)
 
 
-@get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 def create_app() -> Litestar:
     import asyncpg
     import redis.asyncio as aioredis
@@ -181,14 +175,5 @@ def create_app() -> Litestar:
                     openapi_config=None, on_startup=[start], on_shutdown=[stop])
 
 
-def serve(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run("bench.floor_app:create_app", factory=True, host="127.0.0.1", port=port,
-                **UVICORN_SETTINGS)
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    serve(parser.parse_args().port)
+    main(__doc__, "bench.floor_app:create_app")

@@ -56,14 +56,18 @@ def create_app() -> Litestar:
     return Litestar(route_handlers=[echo, healthz], debug=False, openapi_config=None)
 
 
-def serve(port: int) -> None:
+def serve(port: int, factory: str = "bench.reference_app:create_app") -> None:
     import uvicorn
 
-    uvicorn.run("bench.reference_app:create_app", factory=True, host="127.0.0.1", port=port,
-                **UVICORN_SETTINGS)
+    uvicorn.run(factory, factory=True, host="127.0.0.1", port=port, **UVICORN_SETTINGS)
+
+
+def main(doc: str, factory: str) -> None:
+    """``python -m <module> --port N``: serve ``factory`` like the API is served."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    serve(parser.parse_args().port, factory)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    serve(parser.parse_args().port)
+    main(__doc__, "bench.reference_app:create_app")
