@@ -23,7 +23,6 @@ this stack must at least spend, measured in the same run as the row itself (see
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import uuid
@@ -34,7 +33,7 @@ from litestar import Litestar, Request, Response, post
 
 from bench.reference_app import healthz, main
 
-#: The floor's tables (its own scratch database); ``$1``/``$2``: the product and its price.
+#: The floor's tables (its own scratch database), and its one product (id, price, currency).
 SCHEMA = """
 CREATE SEQUENCE floor_order_number;
 CREATE TABLE floor_products (id uuid PRIMARY KEY, price bigint NOT NULL, currency text NOT NULL);
@@ -49,9 +48,9 @@ CREATE TABLE floor_keys (key text PRIMARY KEY, status int NOT NULL, response byt
 PRODUCT = "INSERT INTO floor_products (id, price, currency) VALUES ($1, $2, $3)"
 
 _CLAIM_ORDER = """
-SELECT pg_try_advisory_xact_lock(1, $1) AS locked,
-       (SELECT response FROM floor_keys WHERE key = $2) AS stored,
-       (SELECT price FROM floor_products WHERE id = $3 AND currency = $4) AS price,
+SELECT pg_try_advisory_xact_lock(1, hashtext($1)) AS locked,
+       (SELECT response FROM floor_keys WHERE key = $1) AS stored,
+       (SELECT price FROM floor_products WHERE id = $2 AND currency = $3) AS price,
        nextval('floor_order_number') AS number
 """
 _WRITE_ORDER = """
@@ -62,9 +61,9 @@ WITH o AS (INSERT INTO floor_orders (id, number, currency, total, customer_email
 INSERT INTO floor_keys (key, status, response) VALUES ($9, 201, $10)
 """
 _CLAIM_CHECKOUT = """
-SELECT pg_try_advisory_xact_lock(1, $1) AS locked,
-       (SELECT response FROM floor_keys WHERE key = $2) AS stored, o.total, o.currency
-FROM floor_orders o WHERE o.id = $3 FOR UPDATE
+SELECT pg_try_advisory_xact_lock(1, hashtext($1)) AS locked,
+       (SELECT response FROM floor_keys WHERE key = $1) AS stored, o.total, o.currency
+FROM floor_orders o WHERE o.id = $2 FOR UPDATE
 """
 _ATTEMPTS = "SELECT coalesce(max(attempt), 0) + 1 FROM floor_payments WHERE order_id = $1"
 _WRITE_PAYMENT = """
@@ -96,10 +95,6 @@ class CheckoutIn(msgspec.Struct):
     provider: str | None = None
 
 
-def _lock_id(key: str) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big", signed=True)
-
-
 def _answer(status: int, body: bytes) -> Response[bytes]:
     return Response(body, status_code=status, media_type="application/json")
 
@@ -113,8 +108,7 @@ async def create_order(request: Request[Any, Any, Any], data: OrderIn) -> Respon
     key = request.headers.get("idempotency-key") or ""
     item = data.items[0]
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        claim = await conn.fetchrow(_CLAIM_ORDER, _lock_id(key), key, item.product_id,
-                                    data.currency)
+        claim = await conn.fetchrow(_CLAIM_ORDER, key, item.product_id, data.currency)
         if not claim["locked"]:
             return _conflict()
         if claim["stored"] is not None:
@@ -136,7 +130,7 @@ async def checkout(request: Request[Any, Any, Any], order_id: uuid.UUID,
                    data: CheckoutIn) -> Response[bytes]:
     key = request.headers.get("idempotency-key") or ""
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        claim = await conn.fetchrow(_CLAIM_CHECKOUT, _lock_id(key), key, order_id)
+        claim = await conn.fetchrow(_CLAIM_CHECKOUT, key, order_id)
         if claim is None:
             return _answer(404, b'{"error":{"code":"not_found"}}')
         if not claim["locked"]:
@@ -144,9 +138,8 @@ async def checkout(request: Request[Any, Any, Any], order_id: uuid.UUID,
         if claim["stored"] is not None:
             return _answer(201, claim["stored"])
         attempt = await conn.fetchval(_ATTEMPTS, order_id)
-        payment = await request.app.state.gateway(
-            keys=[f"floor:{order_id}:{attempt}"], args=[f"pay_{secrets.token_hex(12)}"])
-        payment_id = payment.decode() if isinstance(payment, bytes) else payment
+        payment_id = (await request.app.state.gateway(
+            keys=[f"floor:{order_id}:{attempt}"], args=[f"pay_{secrets.token_hex(12)}"])).decode()
         body = msgspec.json.encode({"payment": {"id": payment_id, "status": "pending",
                                                 "amount": claim["total"],
                                                 "currency": claim["currency"]},

@@ -45,6 +45,12 @@ async def drop_database(conn: asyncpg.Connection, name: str) -> None:
     await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
 
 
+async def recreate_database(conn: asyncpg.Connection, name: str) -> None:
+    """An empty database ``name`` (dropped first if a crashed run left one)."""
+    await drop_database(conn, name)
+    await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
+
+
 async def drop_databases(conn: asyncpg.Connection, *, names: tuple[str, ...] = (),
                          prefixes: tuple[str, ...] = ()) -> int:
     found = [r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")]

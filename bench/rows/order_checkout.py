@@ -146,8 +146,7 @@ async def measure_floor(ctx: Context, shop: shops.Shop) -> tuple[LoadResult, int
     server (dropped afterwards), with the API's tenant pool size; returns the load and the
     payment attempts the floor wrote."""
     async with pg.connect(ctx.stack.server_url) as conn:
-        await pg.drop_database(conn, FLOOR_DB)
-        await conn.execute(f"CREATE DATABASE {pg.quote_ident(FLOOR_DB)}")
+        await pg.recreate_database(conn, FLOOR_DB)
     try:
         async with pg.connect(ctx.stack.server_url, FLOOR_DB) as conn:
             await conn.execute(SCHEMA)

@@ -24,8 +24,7 @@ async def references(ctx: Context) -> list[Line]:
     # (b) database ceiling: a scratch pgbench database on the very server tenants live on
     p = ctx.profile
     async with pg.connect(ctx.stack.server_url) as conn:
-        await pg.drop_database(conn, PGBENCH_DB)
-        await conn.execute(f"CREATE DATABASE {pg.quote_ident(PGBENCH_DB)}")
+        await pg.recreate_database(conn, PGBENCH_DB)
     try:
         ctx.log("pgbench: init -s 1")
         await pg.pgbench_init(ctx.stack.pgbench, ctx.stack.server_url, PGBENCH_DB, scale=1)
