@@ -13,10 +13,10 @@ from litestar import Litestar, Response, get
 from litestar.config.response_cache import ResponseCacheConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusController
 from sqlalchemy import text
 
+from core import docs_ui
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
 from core.lanes import FastLanes
@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
+            docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -151,7 +152,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         on_shutdown=[on_shutdown],
         openapi_config=OpenAPIConfig(
             title="Paymesh", version="0.1.0", path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=[docs_ui.swagger_plugin()],  # served offline: core/docs_ui.py
         ),
         response_cache_config=ResponseCacheConfig(),
         request_max_body_size=settings.webhook_max_bytes * 4,

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from core.settings import get_settings, reset_settings
+from core.settings import MASTER_KEY_FILE, RUNTIME_ENV, get_settings, reset_settings
 
 T = TypeVar("T")
 
@@ -20,10 +20,28 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
     return asyncio.run(fn(*args, **kw))
 
 
+def _require_database() -> None:
+    """One line saying what is missing and how to fix it, instead of a traceback."""
+    settings = get_settings()
+    if not settings.database_url:
+        raise click.ClickException(
+            f"PAYMESH_DATABASE_URL is not set and no running demo was found "
+            f"({settings.data_dir / RUNTIME_ENV}); start `make run` (or `paymesh demo`) in "
+            "another terminal, or set PAYMESH_DATABASE_URL"
+        )
+    if not settings.master_keys:
+        raise click.ClickException(
+            "PAYMESH_MASTER_KEYS is not set and no demo key was found "
+            f"({settings.data_dir / MASTER_KEY_FILE}); set PAYMESH_MASTER_KEYS "
+            "(a key: `paymesh crypto generate-key`)"
+        )
+
+
 async def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
     from core.redis import close_redis
     from core.runtime import Runtime, set_runtime
 
+    _require_database()
     settings = get_settings()
     runtime = Runtime.create(settings)
     if settings.redis_url:
@@ -33,6 +51,14 @@ async def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
     set_runtime(runtime)
     try:
         return await body(runtime)
+    except OSError as exc:  # nothing listens there: say so in one line, not a traceback
+        from core.settings import _local_defaults
+
+        left = _local_defaults(settings.data_dir).get("PAYMESH_DATABASE_URL")
+        hint = (f"the URLs came from {settings.data_dir / RUNTIME_ENV}: is the demo still "
+                "running? start `make run`" if left and left == settings.database_url
+                else "check PAYMESH_DATABASE_URL and PAYMESH_REDIS_URL")
+        raise click.ClickException(f"cannot connect ({exc.strerror or exc}); {hint}") from exc
     finally:
         await runtime.close()
         await close_redis()
@@ -55,6 +81,7 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
+    _require_database()
     settings = get_settings()
     uvicorn.run("app:create_app", factory=True, host=host or settings.host,
                 port=port or settings.port, workers=workers, log_level="warning",
@@ -83,6 +110,7 @@ def worker(processes: int, threads: int) -> None:
     """Run Dramatiq workers (webhook events, sandbox deliveries, notifications)."""
     # read by dramatiq.worker when it is imported (below, and never before in this command)
     os.environ.setdefault("dramatiq_queue_prefetch", str(PREFETCH_PER_THREAD * threads))
+    _require_database()
     # a worker process imports everything before it takes a message: collecting garbage
     # meanwhile is wasted work (workers.broker turns the collector back on once booted)
     os.register_at_fork(after_in_child=gc.disable)

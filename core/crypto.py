@@ -30,6 +30,14 @@ class CryptoError(Exception):
     """A key is missing or a ciphertext does not authenticate."""
 
 
+class MasterKeyMissing(CryptoError):
+    """A data key is wrapped by a master key this process was not given."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"master key {key_id} is not configured (PAYMESH_MASTER_KEYS)")
+        self.key_id = key_id
+
+
 def generate_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -88,7 +96,7 @@ class MasterKeyring:
     def unwrap(self, wrapped: WrappedKey, *, tenant_id: str) -> bytes:
         key = self._by_id.get(wrapped.master_key_id)
         if key is None:
-            raise CryptoError(f"master key {wrapped.master_key_id} is not configured")
+            raise MasterKeyMissing(wrapped.master_key_id)
         return _open(key, wrapped.blob, f"tenant:{tenant_id}".encode())
 
     def rewrap(self, wrapped: WrappedKey, *, tenant_id: str) -> WrappedKey:

@@ -87,3 +87,10 @@ class ServiceUnavailable(PaymeshError):
     status_code = 503
     type = "api_error"
     code = "service_unavailable"
+
+
+class MasterKeyUnavailable(ServiceUnavailable):
+    """A tenant's secrets are wrapped by a master key this process lacks (an operator fix:
+    add the key to ``PAYMESH_MASTER_KEYS``); the log names the key id."""
+
+    code = "master_key_unavailable"

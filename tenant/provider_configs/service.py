@@ -19,9 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import circuit
 from core.audit import Actor, record
-from core.crypto import DataKey, WrappedKey, mask
+from core.crypto import DataKey, MasterKeyMissing, WrappedKey, mask
 from core.db import after_commit, after_commit_awaited, utcnow
-from core.errors import Conflict, NotFound, UnprocessableError, ValidationError
+from core.errors import (
+    Conflict,
+    MasterKeyUnavailable,
+    NotFound,
+    UnprocessableError,
+    ValidationError,
+)
 from core.money import normalize_currency, percent_of, plain_decimal
 from core.redis import get_redis
 from core.runtime import Runtime
@@ -57,9 +63,22 @@ def data_key(runtime: Runtime, tenant: TenantContext) -> DataKey:
     cache_key = (tenant.id, tenant.master_key_id)
     key = _data_keys.get(cache_key)
     if key is None:
-        raw = runtime.keyring.unwrap(
-            WrappedKey(tenant.master_key_id, tenant.wrapped_data_key), tenant_id=str(tenant.id)
-        )
+        try:
+            raw = runtime.keyring.unwrap(
+                WrappedKey(tenant.master_key_id, tenant.wrapped_data_key),
+                tenant_id=str(tenant.id),
+            )
+        except MasterKeyMissing as exc:
+            log.error(
+                "tenant %s: its data key is wrapped by master key %s, which this process's "
+                "PAYMESH_MASTER_KEYS lacks; add that key to the list (after the newest) and "
+                "restart, then run `paymesh crypto rotate-master-key`",
+                tenant.slug, exc.key_id,
+            )
+            raise MasterKeyUnavailable(
+                "this tenant's provider secrets are encrypted with a master key this server "
+                "is not configured with; the operator must add it to PAYMESH_MASTER_KEYS"
+            ) from exc
         key = DataKey(raw, tenant.slug)
         _data_keys.put(cache_key, key)
     return key  # type: ignore[return-value]

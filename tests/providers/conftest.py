@@ -1,8 +1,8 @@
-"""Fixtures for provider tests: official fixture files, a private localstripe, sandbox app.
+"""Fixtures for provider tests: provider payloads, a private localstripe, sandbox app.
 
-The fixture directory sits beside the repository (``../shared/fixtures``); if it is
-missing the tests fail loudly rather than skip, so a fake never drifts from the real
-payloads unnoticed.
+Payloads are built in :mod:`tests.providers.payloads` from the documented shapes; the
+``published`` variant of ``stripe_objects`` feeds the same tests Stripe's published
+fixture file instead, when it is available (see :mod:`tests.providers.published`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,15 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from core.embedded import free_port
+from tests.providers.payloads import stripe_objects as stripe_objects_built
+from tests.providers.published import STRIPE_FILE, published_file
 from tests.providers.sandbox_harness import sandbox  # noqa: F401  (shared fixture)
-
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 
 #: localstripe pickles its whole store to one hard-coded temp file on every write (TMPDIR
 #: is not consulted), so this instance keeps its state in memory only: parallel runs
@@ -42,20 +41,14 @@ _LOCALSTRIPE_BOOT = textwrap.dedent(
 )
 
 
-def fixture_path(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"provider fixture {name!r} is missing (expected in ../shared/fixtures beside "
-            "the repository); provider tests need the official payloads"
-        )
-    return path
-
-
-@pytest.fixture(scope="session")
-def stripe_fixtures() -> dict[str, Any]:
-    """Stripe's published example object for every resource (``resources.<name>``)."""
-    return json.loads(fixture_path("stripe-fixtures3.json").read_text())["resources"]
+@pytest.fixture(scope="session", params=["built", "published"])
+def stripe_objects(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """One example object per Stripe resource (``event``, ``payment_intent``, ...): our
+    builders, then Stripe's published fixture file (skipped when it is not available)."""
+    if request.param == "built":
+        return stripe_objects_built()
+    path = published_file(STRIPE_FILE)
+    return json.loads(path.read_text())["resources"]
 
 
 @pytest.fixture(scope="session")

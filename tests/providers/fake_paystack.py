@@ -1,8 +1,9 @@
-"""A Paystack double built from Paystack's OpenAPI description.
+"""A Paystack double answering in the shapes Paystack's API reference documents.
 
-Every request it receives is validated against the documented request schema and every
-answer it gives against the documented response schema (examples are used where the
-document has them), so it cannot drift from Paystack's contract unnoticed.
+It records every exchange (operation, request body, status, answer) in ``exchanges``;
+``tests/providers/test_published_contracts.py`` replays a full flow through it and
+validates each request and answer against Paystack's published OpenAPI description when
+that file is available, so the fake cannot drift from Paystack's contract unnoticed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Any
 import httpx
 
 from providers.transport import DEFAULT_TIMEOUT
-from tests.providers.openapi import example, request_schema, schema
+from tests.providers.payloads import (
+    PAYSTACK_DUPLICATE_REFERENCE,
+    PAYSTACK_NOT_FOUND,
+    PAYSTACK_UNAUTHORIZED,
+    paystack_error,
+)
 
 SECRET = "sk_test_paystack_fake"
 STAMP = "2024-08-22T09:15:02.000Z"
@@ -27,6 +33,13 @@ class FakePaystack:
         self.transactions: dict[str, dict[str, Any]] = {}
         self.sent: list[tuple[str, str, Any]] = []
         self.next_id = 4099260516
+        #: (operation, request body, status, answer): operation is ``"METHOD /path"`` with
+        #: the path as Paystack's OpenAPI description names it.
+        self.exchanges: list[tuple[str, Any, int, Any]] = []
+
+    def answer(self, operation: str, body: Any, status: int, payload: Any) -> httpx.Response:
+        self.exchanges.append((operation, body, status, payload))
+        return httpx.Response(status, json=payload)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions["timeout"]
@@ -34,7 +47,10 @@ class FakePaystack:
         body = json.loads(request.content) if request.content else None
         self.sent.append((request.method, request.url.path, body))
         if request.headers.get("authorization") != f"Bearer {SECRET}":
-            return httpx.Response(401, json=example("responses", "Unauthorized"))
+            return self.answer(
+                f"{request.method} {request.url.path}", body, 401,
+                paystack_error(PAYSTACK_UNAUTHORIZED),
+            )
         route = (request.method, request.url.path)
         if route == ("POST", "/transaction/initialize"):
             return self.initialize(body)
@@ -45,23 +61,27 @@ class FakePaystack:
         if route == ("POST", "/refund"):
             return self.refund(body)
         if route == ("GET", "/balance"):
-            return httpx.Response(
+            return self.answer(
+                "GET /balance",
+                None,
                 200,
-                json={
+                {
                     "status": True,
                     "message": "Balances retrieved",
                     "data": [{"currency": "NGN", "balance": 0}],
                 },
             )
-        return httpx.Response(404, json=example("responses", "NotFound"))
+        return self.answer(
+            f"{request.method} {request.url.path}", body, 404, paystack_error(PAYSTACK_NOT_FOUND)
+        )
 
     def initialize(self, body: dict[str, Any]) -> httpx.Response:
-        request_schema("/transaction/initialize", "post").validate(body)
         reference = body["reference"]
         if reference in self.transactions:
-            error = example("schemas", "TransactionInitializeBadRequestModel")
-            schema("TransactionInitializeBadRequestModel").validate(error)
-            return httpx.Response(400, json=error)
+            return self.answer(
+                "POST /transaction/initialize", body, 400,
+                paystack_error(PAYSTACK_DUPLICATE_REFERENCE),
+            )
         self.next_id += 1
         self.transactions[reference] = self.transaction(self.next_id, reference, body)
         answer = {
@@ -73,8 +93,7 @@ class FakePaystack:
                 "reference": reference,
             },
         }
-        schema("TransactionInitializeResponse").validate(answer)
-        return httpx.Response(200, json=answer)
+        return self.answer("POST /transaction/initialize", body, 200, answer)
 
     @staticmethod
     def transaction(ident: int, reference: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -164,9 +183,11 @@ class FakePaystack:
     def verify(self, reference: str) -> httpx.Response:
         tx = self.transactions.get(reference)
         if tx is None:
-            return httpx.Response(
+            return self.answer(
+                "GET /transaction/verify/{reference}",
+                None,
                 400,
-                json={
+                {
                     "status": False,
                     "message": "Transaction reference not found",
                     "type": "validation_error",
@@ -174,11 +195,9 @@ class FakePaystack:
                 },
             )
         answer = {"status": True, "message": "Verification successful", "data": tx}
-        schema("VerifyResponse").validate(answer)
-        return httpx.Response(200, json=answer)
+        return self.answer("GET /transaction/verify/{reference}", None, 200, answer)
 
     def refund(self, body: dict[str, Any]) -> httpx.Response:
-        request_schema("/refund", "post").validate(body)
         tx = next(t for t in self.transactions.values() if t["reference"] == body["transaction"])
         answer = {
             "status": True,
@@ -220,5 +239,4 @@ class FakePaystack:
                 "updatedAt": STAMP,
             },
         }
-        schema("RefundCreateResponse").validate(answer)
-        return httpx.Response(200, json=answer)
+        return self.answer("POST /refund", body, 200, answer)

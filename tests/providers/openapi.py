@@ -1,5 +1,8 @@
 """Validate payloads against Paystack's published OpenAPI 3.0 description.
 
+Used only by the conformance checks: every function here skips the calling test when the
+published file is not available (see :mod:`tests.providers.published`).
+
 OpenAPI 3.0 schemas are JSON Schema plus ``nullable``; turning ``nullable: true`` into a
 ``"null"`` type lets the stock ``jsonschema`` validator check both the requests our
 provider sends and the responses our fake returns.
@@ -15,7 +18,7 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from tests.providers.conftest import fixture_path
+from tests.providers.published import PAYSTACK_FILE, published_file
 
 _URI = "urn:paystack-openapi"
 
@@ -35,9 +38,14 @@ def _with_nulls(node: Any) -> Any:
     return out
 
 
-@cache
 def document() -> dict[str, Any]:
-    return yaml.safe_load(fixture_path("paystack-openapi.yaml").read_text())
+    return _load(str(published_file(PAYSTACK_FILE)))
+
+
+@cache
+def _load(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
 
 
 @cache

@@ -1,8 +1,7 @@
-"""PaystackProvider against a fake built from Paystack's OpenAPI description.
+"""PaystackProvider against a fake answering in Paystack's documented shapes.
 
-Every request the provider sends is validated against the documented request schema, and
-every answer the fake gives is validated against the documented response schema, so the
-fake cannot drift from Paystack's contract without these tests noticing.
+``test_published_contracts.py`` validates the fake's requests and answers against
+Paystack's published OpenAPI description when that file is available.
 """
 
 from __future__ import annotations
