@@ -25,6 +25,7 @@ from core.runtime import Runtime
 from core.tenancy import TenantContext
 from providers.base import MalformedWebhook, NormalizedEvent, WebhookRequest
 from providers.base import WebhookVerificationError
+from providers.registry import PROVIDERS
 from tenant.audit.models import AuditLog
 from tenant.provider_configs.service import webhook_provider
 from tenant.webhooks.inbox import InboxRow, inbox_writer
@@ -41,7 +42,7 @@ _BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 #: What a provider's parser raises on signed input it cannot read (an out-of-range
 #: timestamp, an absurd number, JSON nested too deep): malformed, not a server error.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, OSError,
+_PARSE_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, OSError,
                  RecursionError)
 
 
@@ -72,6 +73,8 @@ async def _verified_event(runtime: Runtime, tenant: TenantContext, provider_code
                           request: WebhookRequest) -> NormalizedEvent:
     """The request's normalized event, or a rejection (a log line and a metric only)."""
     try:
+        if provider_code not in PROVIDERS:  # (a NUL in the path must not reach the database)
+            raise NotFound(f"provider {provider_code[:40]!r} is not configured for this tenant")
         provider = await webhook_provider(runtime, tenant, provider_code)
     except NotFound:
         WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()

@@ -51,6 +51,10 @@ async def test_a_nul_in_one_event_id_fails_only_that_event(client, make_tenant):
     events = await inbox(client, tenant)
     assert sorted(e["provider_event_id"] for e in events) == sorted(
         f"evt_mate_{n}" for n in range(40))
+    # a NUL in the path's provider code: not configured, not a database error
+    body = envelope("evt_path_nul")
+    assert_error(await client.post(f"/webhooks/{tenant.slug}/sand%00box", content=body,
+                                   headers=signed(body)), 404)
 
 
 async def test_nul_in_other_fields_is_stored_safely(client, make_tenant):
@@ -190,3 +194,36 @@ async def test_a_batch_the_database_refuses_is_settled_row_by_row(client, make_t
     events = await inbox(client, tenant)
     assert sorted(e["provider_event_id"] for e in events) == sorted(r.provider_event_id
                                                                     for r in rows)
+
+
+async def test_stripe_created_out_of_range_and_nul_id_are_4xx(client, make_tenant):
+    """Stripe's parser reads ``created`` as a Unix timestamp and the id as sent."""
+    import hashlib
+    import hmac
+
+    tenant = await make_tenant("whstripe")
+    response = await client.put("/v1/providers/stripe", headers=tenant.headers, json={
+        "secret_key": "sk_test_bad_events", "public_key": "pk_test_bad_events",
+        "webhook_secret": "whsec_bad_events"})
+    assert response.status_code == 200, response.text
+    url = f"/webhooks/{tenant.slug}/stripe"
+
+    def stripe_event(event_id: str, created: int) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"id": event_id, "object": "event", "type": "customer.created",
+                           "created": created, "data": {"object": {"id": "cus_1"}}}).encode()
+        stamp = int(time.time())
+        mac = hmac.new(b"whsec_bad_events", f"{stamp}.".encode() + body,
+                       hashlib.sha256).hexdigest()
+        return body, {"Stripe-Signature": f"t={stamp},v1={mac}",
+                      "Content-Type": "application/json"}
+
+    sent = [stripe_event("evt_far", 10**20), stripe_event("evt_before", -(10**20)),
+            stripe_event("evt_\u0000nul", int(time.time())),
+            *[stripe_event(f"evt_ok_{n}", int(time.time())) for n in range(10)]]
+    answers = await asyncio.gather(*[client.post(url, content=b, headers=h) for b, h in sent])
+    for answer in answers[:3]:
+        assert_error(answer, 400, "malformed_webhook")
+    assert all(a.status_code == 200 for a in answers[3:]), [a.text for a in answers[3:]]
+    events = await inbox(client, tenant)
+    assert sorted(e["provider_event_id"] for e in events) == sorted(
+        f"evt_ok_{n}" for n in range(10))
