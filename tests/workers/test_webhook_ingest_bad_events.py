@@ -176,7 +176,7 @@ async def test_a_batch_the_database_refuses_is_settled_row_by_row(client, make_t
 
     rows = [row(f"evt_row_{n}") for n in range(10)]
     refused = [row("evt_\u0000_in_text"), row("evt_nul_in_jsonb", '{"x": "a\\u0000b"}'),
-               row("evt_too_long_" + "x" * 300)]
+               row("evt_too_long_" + "x" * 300), row("evt_surrogate_\udc80")]
     duplicate = row("evt_row_3")
     caplog.set_level(logging.WARNING, logger="tenant.webhooks.inbox")
     sent = [*rows[:5], *refused, duplicate, *rows[5:]]
