@@ -54,6 +54,9 @@ class LoadSpec:
     base_url: str                       # http://127.0.0.1:<port>
     requests: list[Request]
     lua: str | None = None              # a custom wrk script (must keep LUA_DONE's output)
+    #: the wrk script written for this spec (kept on the spec itself: a cache keyed by
+    #: ``id(spec)`` handed a freed spec's script to the next spec at the same address)
+    script: Path | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         host = urlsplit(self.base_url).hostname
@@ -211,13 +214,13 @@ class WrkGenerator(Generator):
         self.version = _wrk_version(binary)
         self.description = f"{self.version} ({self.connections} connections, " \
                            f"{self.threads} threads, Lua scripts)"
-        self._scripts: dict[int, Path] = {}
+        self._written = 0
 
     def _script(self, spec: LoadSpec) -> Path:
-        cached = self._scripts.get(id(spec))
-        if cached is not None:
-            return cached
-        stem = re.sub(r"[^a-z0-9_-]+", "_", spec.name.lower()) + f"_{len(self._scripts)}"
+        if spec.script is not None:
+            return spec.script
+        stem = re.sub(r"[^a-z0-9_-]+", "_", spec.name.lower()) + f"_{self._written}"
+        self._written += 1
         script = self.workdir / f"{stem}.lua"
         if spec.lua is not None:
             script.write_text(spec.lua + "\n" + LUA_DONE)
@@ -230,7 +233,7 @@ class WrkGenerator(Generator):
                     out.write(f"{len(raw)}\n".encode() + raw)
             script.write_text(LUA_ROUND_ROBIN % {"data_file": lua_string(data.name),
                                                  "threads": self.threads} + LUA_DONE)
-        self._scripts[id(spec)] = script
+        spec.script = script
         return script
 
     async def run(self, spec: LoadSpec, seconds: float) -> LoadResult:

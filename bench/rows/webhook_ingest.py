@@ -65,8 +65,9 @@ async def webhook_ingest(ctx: Context) -> list[Line]:
     ok = result.ok_responses
     ok_all = ok + (warm.ok_responses if warm else 0)
     d = result.probes
-    stored = int(d.get("received", 0))
-    stored_all = int(after_all["received"] - before_all["received"])
+    # every status counts: a 200 means stored, whatever a worker did with the row since
+    stored = int(d.get("total", 0))
+    stored_all = int(after_all["total"] - before_all["total"])
     # wrk stops with ≤ 1 request in flight per connection, which the server still finishes
     # (the warm-up's may land after the first probe read)
     slack = p.connections
@@ -90,7 +91,7 @@ async def webhook_ingest(ctx: Context) -> list[Line]:
     evidence = [
         f"{result.requests:,} requests, {ok:,} answered 200"
         + (f", errors: {result.error_text()}" if transport else ", no errors"),
-        f"inbox (SQL, status=received) grew by {stored:,} during the measured load and by "
+        f"inbox (SQL, all statuses) grew by {stored:,} during the measured load and by "
         f"{stored_all:,} over warm-up + load, for {ok:,} and {ok_all:,} 200s (up to "
         f"{2 * slack} more: in flight when wrk stopped): "
         + ("consistent" if match and match_all else "MISMATCH"),

@@ -5,6 +5,10 @@ one COMMIT and one Redis round trip: while a batch is being written, the next on
 gathers. A request is answered only after its batch's COMMIT is acknowledged — or, when
 the reply was lost, after the server confirms the rows are there — so 200 still means
 stored, and an error still means not stored.
+
+One bad row never fails its batch-mates: the service refuses what the inbox cannot hold
+before it queues a row, and if the database still refuses a batch's data, each row is
+written again on its own, so every request gets its own answer (the refused row a 400).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from core.db import new_ids, transaction_committed
-from core.errors import ServiceUnavailable
+from core.errors import PaymeshError, ServiceUnavailable
 from core.metrics import ENQUEUE_FAILURES
 from core.runtime import Runtime
 from core.tenancy import TenantContext
@@ -42,6 +46,13 @@ _INSERT = text("""
     RETURNING id, CAST(pg_current_xact_id() AS text) AS xid
 """)
 _PROBE = "SELECT 1 FROM webhook_events WHERE id = CAST(:id AS uuid)"
+
+
+class UnstorableEvent(PaymeshError):
+    """The database refused this one event's data (a batch-mate's answer is its own)."""
+
+    status_code = 400
+    code = "unstorable_event"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +107,13 @@ class InboxWriter:
                 try:
                     stored = await self._write(db_url, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
-                    _settle(batch, error=exc)
-                    continue
+                    if len(batch) > 1 and _refused_data(exc):
+                        log.warning("inbox batch of %d refused (%r): writing its rows one "
+                                    "by one", len(batch), exc)
+                        stored = await self._write_each(db_url, batch)
+                    else:
+                        _settle(batch, error=_answer(exc))
+                        continue
                 for p in batch:
                     if not p.stored.done():
                         p.stored.set_result(p.id if p.id in stored else None)
@@ -112,6 +128,16 @@ class InboxWriter:
             else:
                 left = batch
             _settle(left, error=ServiceUnavailable("the inbox is shutting down; retry"))
+
+    async def _write_each(self, db_url: str, batch: list[_Pending]) -> set[uuid.UUID]:
+        """Each row in its own transaction; a row that fails is settled with its error."""
+        stored: set[uuid.UUID] = set()
+        for p in batch:
+            try:
+                stored |= await self._write(db_url, [p])
+            except Exception as exc:  # noqa: BLE001 - this row's own answer
+                _settle([p], error=_answer(exc))
+        return stored
 
     async def _write(self, db_url: str, batch: list[_Pending]) -> set[uuid.UUID]:
         """Insert a batch; returns the ids that were new. Raises if it did not commit."""
@@ -145,6 +171,29 @@ class InboxWriter:
         calls = [(tenant.slug, str(event_id)) for event_id in event_ids]
         if calls and not await self.runtime.enqueue_many(PROCESS_ACTOR, calls):
             ENQUEUE_FAILURES.inc(len(calls))
+
+
+def _refused_data(exc: BaseException) -> bool:
+    """The database (or the driver, encoding a parameter) refused the data itself — a
+    data exception or a constraint (SQLSTATE classes 22, 23) — rather than being away."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UnicodeError):
+            return True
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def _answer(exc: Exception) -> Exception:
+    """A row's refused data answers 400 (sending it again cannot help); anything else
+    (the database away) is answered as it is: retry."""
+    if _refused_data(exc):
+        return UnstorableEvent("the webhook event could not be stored: the database "
+                               "refused one of its values")
+    return exc
 
 
 def _settle(batch: list[_Pending], *, error: BaseException) -> None:

@@ -9,8 +9,10 @@ the sweeper.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import select
@@ -21,7 +23,9 @@ from core.errors import NotFound, PaymeshError, ValidationError
 from core.metrics import WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
 from core.runtime import Runtime
 from core.tenancy import TenantContext
-from providers.base import NormalizedEvent, WebhookRequest, WebhookVerificationError
+from providers.base import MalformedWebhook, NormalizedEvent, WebhookRequest
+from providers.base import WebhookVerificationError
+from providers.registry import PROVIDERS
 from tenant.audit.models import AuditLog
 from tenant.provider_configs.service import webhook_provider
 from tenant.webhooks.inbox import InboxRow, inbox_writer
@@ -29,6 +33,17 @@ from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
 _JSON = msgspec.json.Encoder()
+#: The inbox column's width; a longer id is refused whole, never cut (two events sharing
+#: the first 255 characters are two events).
+MAX_EVENT_ID = 255
+#: Control characters (NUL included) and lone surrogates: no provider id has them, and
+#: Postgres text cannot hold NUL or a surrogate.
+_BAD_ID_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: What a provider's parser raises on signed input it cannot read (an out-of-range
+#: timestamp, an absurd number, JSON nested too deep): malformed, not a server error.
+_PARSE_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, OSError,
+                 RecursionError)
 
 
 class WebhookRejected(PaymeshError):
@@ -44,9 +59,8 @@ async def ingest(runtime: Runtime, tenant: TenantContext, provider_code: str,
     """
     request = WebhookRequest(headers={k.lower(): v for k, v in headers.items()}, body=body)
     event = await _verified_event(runtime, tenant, provider_code, request)
-    row = InboxRow(provider=provider_code, provider_event_id=event.provider_event_id[:255],
-                   event_type=event.type.value, body=body,
-                   normalized=_JSON.encode(event).decode())
+    row = InboxRow(provider=provider_code, provider_event_id=event.provider_event_id,
+                   event_type=event.type.value, body=body, normalized=_normalized(event))
     event_id = await inbox_writer(runtime).store(tenant, row)
     if event_id is None:
         WEBHOOKS_DUPLICATE.labels(provider_code).inc()
@@ -59,18 +73,64 @@ async def _verified_event(runtime: Runtime, tenant: TenantContext, provider_code
                           request: WebhookRequest) -> NormalizedEvent:
     """The request's normalized event, or a rejection (a log line and a metric only)."""
     try:
+        if provider_code not in PROVIDERS:  # (a NUL in the path must not reach the database)
+            raise NotFound(f"provider {provider_code[:40]!r} is not configured for this tenant")
         provider = await webhook_provider(runtime, tenant, provider_code)
     except NotFound:
         WEBHOOKS_REJECTED.labels(provider_code, "not_configured").inc()
         raise
     try:
-        provider.verify_webhook(request)
-        return provider.parse_webhook(request)
+        try:
+            provider.verify_webhook(request)
+            event = provider.parse_webhook(request)
+        except _PARSE_ERRORS as exc:
+            log.warning("webhook parser refused a body: tenant=%s provider=%s error=%r",
+                        tenant.slug, provider_code, exc)
+            raise MalformedWebhook(f"{provider_code} webhook has a value out of range or of "
+                                   "the wrong kind") from exc
+        _check_event_id(event.provider_event_id)
+        return event
     except WebhookVerificationError as exc:
         WEBHOOKS_REJECTED.labels(provider_code, exc.code).inc()
         log.warning("webhook rejected: tenant=%s provider=%s reason=%s", tenant.slug,
                     provider_code, exc.code)
         raise WebhookRejected(exc.message, code=exc.code) from exc
+
+
+def _check_event_id(event_id: Any) -> None:
+    """The inbox's dedupe key is stored exactly as the provider sent it, or refused."""
+    if not isinstance(event_id, str) or not event_id:
+        raise MalformedWebhook("the webhook event has no id")
+    if len(event_id) > MAX_EVENT_ID:
+        raise MalformedWebhook(f"the webhook event id is longer than {MAX_EVENT_ID} characters")
+    if _BAD_ID_CHARS.search(event_id):
+        raise MalformedWebhook("the webhook event id contains a control character")
+
+
+def _normalized(event: NormalizedEvent) -> str:
+    """The normalized event as JSON text for the ``jsonb`` column.
+
+    Postgres ``jsonb`` refuses ``\\u0000`` and UTF-8 cannot carry a lone surrogate, so such
+    characters in the event's texts (a failure message, a reference) are stored as U+FFFD;
+    the raw body is kept byte for byte beside it.
+    """
+    try:
+        encoded = _JSON.encode(event)
+        if b"\\u0000" not in encoded:
+            return encoded.decode()
+    except UnicodeEncodeError:
+        pass
+    return _JSON.encode(_storable(msgspec.to_builtins(event))).decode()
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 async def list_events(session: AsyncSession, *, status: str | None, provider: str | None,

@@ -2,7 +2,9 @@
 
 ``POST /v1/orders`` answers 201 with an order id and ``pay_url``; ``POST
 /v1/orders/{id}/checkout`` answers 201 with ``reused`` (404 for an unknown order, 409 for a
-second checkout of one order). ``GET /stats`` tells what the server saw.
+second checkout of one order). ``POST /webhooks/{tenant}/{provider}`` stores the event's
+id as the inbox would (``duplicate`` for an id seen before). ``GET /stats`` tells what the
+server saw.
 
     python -m tests.bench.fake_shop --port 8766
 """
@@ -15,7 +17,8 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 
-STATE: dict[str, Any] = {"orders": set(), "checked_out": [], "keys": [], "bad": 0}
+STATE: dict[str, Any] = {"orders": set(), "checked_out": [], "keys": [], "bad": 0,
+                         "webhooks": set()}
 
 
 @post("/v1/orders", status_code=201)
@@ -43,13 +46,21 @@ async def checkout(request: Request[Any, Any, Any], order_id: str) -> Response[A
                      "reused": False}, status_code=201)
 
 
+@post("/webhooks/{tenant:str}/{provider:str}", status_code=200)
+async def webhook(request: Request[Any, Any, Any], tenant: str, provider: str) -> dict[str, Any]:
+    event_id = (await request.json())["id"]
+    duplicate = event_id in STATE["webhooks"]
+    STATE["webhooks"].add(event_id)
+    return {"received": True, "duplicate": duplicate}
+
+
 @get("/stats")
 async def stats() -> dict[str, Any]:
     keys = STATE["keys"]
     return {"orders": len(STATE["orders"]), "checkouts": len(STATE["checked_out"]),
             "distinct_checkouts": len(set(STATE["checked_out"])), "keys": len(keys),
             "distinct_keys": len(set(keys)), "missing_keys": keys.count(None),
-            "bad": STATE["bad"]}
+            "bad": STATE["bad"], "webhooks": len(STATE["webhooks"])}
 
 
 @get("/healthz")
@@ -58,7 +69,7 @@ async def healthz() -> dict[str, str]:
 
 
 def create_app() -> Litestar:
-    return Litestar(route_handlers=[create_order, checkout, stats, healthz], debug=False,
+    return Litestar(route_handlers=[create_order, checkout, webhook, stats, healthz], debug=False,
                     openapi_config=None)
 
 

@@ -90,3 +90,39 @@ def test_lua_chain_checks_out_each_created_order_once(fake_shop, tmp_path, wrk_b
     assert 0 <= seen["orders"] - extra["ok_orders"] <= 8
     assert 0 <= seen["checkouts"] - extra["ok_checkouts"] <= 8
     assert extra["ok_orders"] + extra["ok_checkouts"] == result.requests
+
+
+def test_each_spec_gets_its_own_script_even_at_a_freed_specs_address(tmp_path):
+    """The scripts were cached by ``id(spec)``: a spec allocated where a finished row's spec
+    had been (CPython reuses the address at once) was sent that row's requests instead."""
+    generator = WrkGenerator("wrk", connections=1, threads=1, workdir=tmp_path)
+    for i in range(50):
+        spec = LoadSpec(f"row {i}", "http://127.0.0.1:1", [], lua=f"-- the script of row {i}")
+        assert f"-- the script of row {i}\n" in generator._script(spec).read_text()
+        del spec  # freed, as a finished row's spec is
+
+
+def test_webhook_warm_up_and_load_after_another_row_store_what_was_answered(
+        fake_shop, tmp_path, wrk_binary):
+    """webhook_ingest's shape at small scale, after order_checkout's chain: every 200 of
+    the warm-up and of the load is an event the server stored (a full bench once counted
+    the warm-up's 200s of a stale script as webhooks: "MISMATCH")."""
+    generator = WrkGenerator(wrk_binary, connections=8, threads=2, workdir=tmp_path)
+
+    def order_checkout_row() -> None:
+        chain = LoadSpec("order + checkout", fake_shop, [], lua=chain_script(_shop()))
+        assert asyncio.run(generator.run(chain, 1)).extra["ok_orders"] > 0
+
+    order_checkout_row()
+    shop = _shop()
+    warm = LoadSpec("webhook ingest (warm-up)", fake_shop,
+                    shops.noise_requests(shop, 20_000, "warm"))
+    load = LoadSpec("webhook ingest", fake_shop, shops.noise_requests(shop, 20_000, "load"))
+    warm_result = asyncio.run(generator.run(warm, 1))
+    load_result = asyncio.run(generator.run(load, 1))
+    stored = httpx.get(f"{fake_shop}/stats", timeout=5).json()["webhooks"]
+    answered = warm_result.ok_responses + load_result.ok_responses
+    assert warm_result.extra == {} and load_result.extra == {}  # not the chain's script
+    assert warm_result.ok_responses > 0 and load_result.ok_responses > 0
+    # stored == answered, up to one request per connection in flight when wrk stopped
+    assert 0 <= stored - answered <= 2 * 8
