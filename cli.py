@@ -188,7 +188,7 @@ def db_upgrade() -> None:
 
     failures = run_async(_with_runtime, upgrade_all)
     if failures:
-        click.echo(f"{len(failures)} tenant database(s) failed to migrate:", err=True)
+        click.echo(f"{len(failures)} failure(s); the rest was migrated:", err=True)
         for slug, error in failures:
             click.echo(f"  {slug}: {error}", err=True)
         sys.exit(1)
@@ -303,11 +303,16 @@ def clusters_add(name: str, url: str, max_tenants: int | None) -> None:
     from core.audit import Actor
     from owner.tenants.service import add_cluster
 
+    from core.errors import PaymeshError
+
     async def body(runtime: Any) -> None:
         async with runtime.owner_session() as session:
             await add_cluster(session, name, url, Actor.system("cli"), max_tenants)
 
-    run_async(_with_runtime, body)
+    try:
+        run_async(_with_runtime, body)
+    except PaymeshError as exc:
+        raise click.ClickException(exc.message) from exc
     click.echo(f"cluster {name} added")
 
 
