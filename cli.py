@@ -86,6 +86,11 @@ def worker(processes: int, threads: int) -> None:
     # a worker process imports everything before it takes a message: collecting garbage
     # meanwhile is wasted work (workers.broker turns the collector back on once booted)
     os.register_at_fork(after_in_child=gc.disable)
+    # a worker process dies with the main process, even a SIGKILLed one (`paymesh demo`
+    # restarts the main process: orphans would go on consuming beside the new ones)
+    from core.embedded import die_with_parent
+
+    os.register_at_fork(after_in_child=die_with_parent())
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
