@@ -141,6 +141,10 @@ async def pick_cluster(session: AsyncSession, name: str | None) -> DbCluster:
         cluster = (await session.scalars(select(DbCluster).where(DbCluster.name == name))).first()
         if cluster is None or not cluster.is_active:
             raise ValidationError(f"unknown or inactive cluster '{name}'", param="cluster")
+        if not await servers.is_up(cluster.url):
+            raise servers.ServerUnfit(f"cluster '{name}' does not answer; try again later "
+                                      "or choose another", code="cluster_unreachable",
+                                      param="cluster")
         return cluster
     load = (
         select(DbCluster, func.count(Tenant.id).label("n"))

@@ -106,6 +106,9 @@ async def test_inactive_and_unreachable_servers_get_no_tenants_and_db_upgrade_go
     async with autocommit_connection(pg_url) as conn:
         await conn.execute(text(f'ALTER ROLE "{role}" NOLOGIN'))
     assert (await make_tenant("skipgone")).data["cluster"] not in (gone, None)
+    named = await client.post("/v1/owner/tenants", headers=owner_headers, json={
+        "slug": unique_slug("named"), "name": "N", "default_currency": "USD", "cluster": gone})
+    assert_error(named, 422, "cluster_unreachable")
     # re-activating checks the server again
     off = await client.patch(f"/v1/owner/clusters/{gone}", headers=owner_headers,
                              json={"is_active": False})
