@@ -114,6 +114,11 @@ def worker(processes: int, threads: int) -> None:
     # a worker process imports everything before it takes a message: collecting garbage
     # meanwhile is wasted work (workers.broker turns the collector back on once booted)
     os.register_at_fork(after_in_child=gc.disable)
+    # a worker process dies with the main process, even a SIGKILLed one (`paymesh demo`
+    # restarts the main process: orphans would go on consuming beside the new ones)
+    from core.embedded import die_with_parent
+
+    os.register_at_fork(after_in_child=die_with_parent())
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
@@ -216,7 +221,7 @@ def db_upgrade() -> None:
 
     failures = run_async(_with_runtime, upgrade_all)
     if failures:
-        click.echo(f"{len(failures)} tenant database(s) failed to migrate:", err=True)
+        click.echo(f"{len(failures)} failure(s); the rest was migrated:", err=True)
         for slug, error in failures:
             click.echo(f"  {slug}: {error}", err=True)
         sys.exit(1)
@@ -331,11 +336,16 @@ def clusters_add(name: str, url: str, max_tenants: int | None) -> None:
     from core.audit import Actor
     from owner.tenants.service import add_cluster
 
+    from core.errors import PaymeshError
+
     async def body(runtime: Any) -> None:
         async with runtime.owner_session() as session:
             await add_cluster(session, name, url, Actor.system("cli"), max_tenants)
 
-    run_async(_with_runtime, body)
+    try:
+        run_async(_with_runtime, body)
+    except PaymeshError as exc:
+        raise click.ClickException(exc.message) from exc
     click.echo(f"cluster {name} added")
 
 

@@ -3,7 +3,9 @@
 Starts embedded Postgres and Redis unless ``PAYMESH_DATABASE_URL`` / ``PAYMESH_REDIS_URL``
 are set, migrates, seeds the catalog and a demo tenant with the sandbox provider, starts
 the API, the worker and the scheduler as child processes and prints what a person needs.
-Ctrl-C stops every child; data under ``./.paymesh/`` survives a restart.
+A crashed child is restarted (with backoff) while the others keep serving. Ctrl-C,
+SIGTERM or SIGHUP stop the children first, then Redis and Postgres; no child outlives
+this process, even a SIGKILLed one. Data under ``./.paymesh/`` survives a restart.
 """
 
 from __future__ import annotations
@@ -31,18 +33,19 @@ def say(message: str) -> None:
     print(f"[paymesh] {message}", flush=True)
 
 
-def _prepare_environment(data_dir: Path) -> list[Any]:
-    """Start embedded servers where nothing is configured; returns what to stop later."""
-    stoppers: list[Any] = []  # run in reverse order: Redis stops before Postgres
+def _prepare_environment(data_dir: Path, stoppers: list[Any]) -> list[Any]:
+    """Start embedded servers where nothing is configured; adds to ``stoppers`` what to
+    stop later, as soon as it runs (an interrupted start still stops it)."""
+    # run in reverse order: Redis stops before Postgres
     (data_dir / RUNTIME_ENV).unlink(missing_ok=True)  # stale URLs of a previous run
     if not os.environ.get("PAYMESH_DATABASE_URL"):
         from core.embedded import EmbeddedPostgres
 
         say("starting embedded Postgres (pgserver), data in .paymesh/pg")
         pg = EmbeddedPostgres.start(data_dir / "pg")
+        stoppers.append(pg.stop)
         os.environ["PAYMESH_DATABASE_URL"] = pg.url.replace("/postgres?", "/paymesh?", 1)
         asyncio.run(_create_database(pg.url, "paymesh"))
-        stoppers.append(pg.stop)
     if not os.environ.get("PAYMESH_REDIS_URL"):
         from core.embedded import EmbeddedRedis
 
@@ -97,8 +100,8 @@ async def _bootstrap() -> dict[str, str]:
     runtime = Runtime.create()
     try:
         failures = await upgrade_all(runtime)
-        if failures:
-            raise SystemExit(f"migrations failed: {failures}")
+        for what, error in failures:  # one broken server or tenant does not stop the demo
+            say(f"WARNING: {what} was not migrated: {error}")
         async with runtime.owner_session() as session:
             await seed_catalog(session)
             await session.execute(update(ApiKey).where(ApiKey.name == "demo",
@@ -109,8 +112,7 @@ async def _bootstrap() -> dict[str, str]:
             tenant = (await session.scalars(select(Tenant).where(Tenant.slug == DEMO_SLUG))).first()
         if tenant is None:
             say(f"creating demo tenant '{DEMO_SLUG}'")
-            tenant, _ = await provision(runtime, slug=DEMO_SLUG, name="Demo Clinic",
-                                        default_currency="USD", cluster=None, actor=actor)
+            tenant = await _provision_demo_tenant(runtime, provision, actor)
         async with runtime.owner_session() as session:
             tenant = await session.get_one(Tenant, tenant.id)
             context = context_of(tenant)
@@ -125,9 +127,85 @@ async def _bootstrap() -> dict[str, str]:
         await runtime.close()
 
 
+async def _provision_demo_tenant(runtime: Any, provision: Any, actor: Any) -> Any:
+    """The demo tenant; if its database name is taken on the server (a leftover of
+    another installation), under a fresh name: the demo always starts."""
+    import secrets
+
+    from core.errors import Conflict
+    from owner.tenants.naming import database_names
+
+    kw = {"slug": DEMO_SLUG, "name": "Demo Clinic", "default_currency": "USD",
+          "cluster": None, "actor": actor}
+    try:
+        tenant, _ = await provision(runtime, **kw)
+    except Conflict as exc:
+        if exc.code != "database_exists":
+            raise
+        async with runtime.owner_session() as session:
+            names = await database_names(session, runtime.settings)
+        db_name = f"{names.tenant_db(DEMO_SLUG)}_{secrets.token_hex(3)}"
+        say(f"{exc.message}; using '{db_name}' for the demo tenant")
+        tenant, _ = await provision(runtime, db_name=db_name, **kw)
+    return tenant
+
+
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    from core.embedded import die_with_parent
+
+    # own session: Ctrl-C reaches only us, and we stop the children in order; they die
+    # with us even if we are SIGKILLed
     return subprocess.Popen([str(BIN / "paymesh"), *args], env=os.environ.copy(),
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=die_with_parent())
+
+
+#: Seconds before restarting a crashed child: doubled per crash in a row, up to the cap.
+RESTART_BACKOFF = (1.0, 30.0)
+#: A child that ran this long is healthy again: its next crash restarts it after 1 s.
+STABLE_SECONDS = 60.0
+
+
+class Supervisor:
+    """The demo's children (API, worker, scheduler): a crashed one is restarted with
+    backoff while the others keep serving."""
+
+    def __init__(self, commands: dict[str, list[str]]) -> None:
+        self.commands = commands
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: dict[str, float] = {}
+        self.crashes: dict[str, int] = {}
+        self.due: dict[str, float] = {}
+
+    def start(self, name: str) -> None:
+        self.children[name] = _spawn(self.commands[name])
+        self.started[name] = time.monotonic()
+
+    def start_all(self) -> None:
+        for name in self.commands:
+            self.start(name)
+
+    def check(self) -> None:
+        """Restart what crashed, once its backoff is over."""
+        now = time.monotonic()
+        for name, child in self.children.items():
+            if name in self.due:
+                if now >= self.due[name]:
+                    del self.due[name]
+                    self.start(name)
+                    say(f"{name} restarted (pid {self.children[name].pid})")
+                continue
+            code = child.poll()
+            if code is None:
+                if now - self.started[name] >= STABLE_SECONDS:
+                    self.crashes[name] = 0
+                continue
+            crashes = self.crashes[name] = self.crashes.get(name, 0) + 1
+            delay = min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2 ** (crashes - 1))
+            say(f"{name} (pid {child.pid}) exited with {code}; restarting in {delay:.0f} s")
+            self.due[name] = now + delay
+
+    def stop(self) -> None:
+        _stop_children(list(self.children.values()))
 
 
 def _wait_ready(base: str, timeout: float = 60) -> None:
@@ -153,26 +231,40 @@ def _demo_order(base: str, tenant_key: str) -> str | None:
     return response.json().get("pay_url") if response.status_code == 201 else None
 
 
+_stopping = False
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    """SIGINT, SIGTERM, SIGHUP (a closed terminal): stop everything, once. A second
+    signal during the stop is ignored, so the stop itself is never cut short."""
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        raise KeyboardInterrupt
 
 
 def main(*, start_workers: bool = True) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops cleanly, like Ctrl-C
+    from core.embedded import die_with_parent_now
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)  # `kill`, a closed terminal: stop cleanly, like Ctrl-C
+    die_with_parent_now()  # `make run` killed: SIGTERM to us too
     data_dir = Path(os.environ.get("PAYMESH_DATA_DIR", ".paymesh"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    stoppers = _prepare_environment(data_dir)
-    from core.settings import get_settings
-
-    settings = get_settings()
-    keys = asyncio.run(_bootstrap())
-    children = [_spawn(["run"])]
+    stoppers: list[Any] = []
+    commands = {"api": ["run"]}
     if start_workers:
-        for command in (["worker"], ["scheduler"]):
-            if command[0] in _commands():
-                children.append(_spawn(command))
-    base = settings.public_url
+        commands.update({name: [name] for name in ("worker", "scheduler")
+                         if name in _commands()})
+    supervisor = Supervisor(commands)
     try:
+        _prepare_environment(data_dir, stoppers)
+        from core.settings import get_settings
+
+        settings = get_settings()
+        keys = asyncio.run(_bootstrap())
+        supervisor.start_all()
+        base = settings.public_url
         _wait_ready(base)
         pay_url = _demo_order(base, keys["tenant_key"])
         print("\n" + "=" * 72)
@@ -191,13 +283,16 @@ def main(*, start_workers: bool = True) -> None:
         print("   Keys are shown once; a restart issues new demo keys and revokes the old.")
         print(" Ctrl-C stops everything; data stays in ./.paymesh/")
         print("=" * 72 + "\n", flush=True)
-        while all(child.poll() is None for child in children):
+        while True:  # a crashed child is restarted (with backoff); the rest keeps serving
+            supervisor.check()
             time.sleep(0.5)
-        say("a child process exited; stopping")
     except KeyboardInterrupt:
         say("stopping")
     finally:
-        _stop_children(children)
+        global _stopping
+        _stopping = True
+        # the API, worker and scheduler first, then Redis, then Postgres
+        supervisor.stop()
         for stop in reversed(stoppers):
             with contextlib.suppress(Exception):
                 stop()

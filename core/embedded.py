@@ -7,18 +7,50 @@ listens on a Unix socket inside its data directory; Redis on a free loopback por
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` (or at-fork hook) making the child get ``sig`` when the process
+    that started it dies, even by SIGKILL: no server or worker outlives its parent.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op. libc is looked up here,
+    in the parent: a forked child should not load libraries.
+    """
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") \
+        else None
+
+    def preexec() -> None:
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def die_with_parent_now(sig: int = signal.SIGTERM) -> None:
+    """:func:`die_with_parent` for the calling process itself."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 def free_port() -> int:
@@ -135,16 +167,24 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str((data_dir / "redis.log").resolve()),
         ]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                return cls(process=process, port=port, url=f"redis://127.0.0.1:{port}/0")
-            if process.poll() is not None:
-                raise RuntimeError(f"embedded redis exited with {process.returncode}")
-            time.sleep(0.05)
-        process.kill()
-        raise RuntimeError("embedded redis did not start within 20 s")
+        # its own session: a Ctrl-C at the terminal reaches the parent, which stops its
+        # clients before Redis; and it dies with the parent, whatever kills that
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True, preexec_fn=die_with_parent())
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError), \
+                        socket.create_connection(("127.0.0.1", port), 0.2):
+                    return cls(process=process, port=port, url=f"redis://127.0.0.1:{port}/0")
+                if process.poll() is not None:
+                    raise RuntimeError(f"embedded redis exited with {process.returncode}")
+                time.sleep(0.05)
+            raise RuntimeError("embedded redis did not start within 20 s")
+        except BaseException:  # an interrupted start leaves no server behind
+            process.kill()
+            process.wait(10)
+            raise
 
     def stop(self) -> None:
         if self.process.poll() is None:

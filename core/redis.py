@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.settings import get_settings
 
@@ -27,10 +30,22 @@ def get_redis(url: str | None = None) -> aioredis.Redis:
     client = _clients.get((url, loop_id))
     if client is None:
         client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30,
+            retry=stale_connection_retry(),
         )
         _clients[(url, loop_id)] = client
     return client
+
+
+def stale_connection_retry() -> Retry:
+    """A command that meets a dead pooled connection (Redis restarted, or dropped its
+    clients) is sent again, once, on a fresh one, instead of failing the request.
+
+    Only connection errors: a timeout may mean the command ran, and a retried INCR or
+    script would then run twice.
+    """
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), 1,
+                 supported_errors=(RedisConnectionError,))
 
 
 async def close_redis() -> None:

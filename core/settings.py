@@ -44,10 +44,12 @@ class Settings:
     #: Tenant engines idle longer than this are disposed.
     tenant_engine_idle_seconds: int = 300
     owner_pool_size: int = 10
-    #: Name of the migrated template every tenant database is cloned from.
-    template_db: str = "paymesh_tenant_template"
-    #: Prefix of tenant database names (tests use it to keep runs apart).
-    tenant_db_prefix: str = "paymesh_t_"
+    #: Name of the migrated template every tenant database is cloned from (empty: the
+    #: default ``paymesh_template_<installation id>``, see ``owner.tenants.naming``).
+    template_db: str = ""
+    #: Prefix of tenant database names (tests use it to keep runs apart; empty: the
+    #: default ``paymesh_t_<installation id>_``).
+    tenant_db_prefix: str = ""
     #: Maximum accepted webhook body, bytes.
     webhook_max_bytes: int = 256 * 1024
     #: Payment attempts still pending after this long are checked with the provider.
@@ -103,8 +105,8 @@ def get_settings() -> Settings:
         tenant_pool_size=_int("PAYMESH_TENANT_POOL_SIZE", 5),
         tenant_engine_idle_seconds=_int("PAYMESH_TENANT_ENGINE_IDLE_SECONDS", 300),
         owner_pool_size=_int("PAYMESH_OWNER_POOL_SIZE", 10),
-        template_db=_env("PAYMESH_TEMPLATE_DB", "paymesh_tenant_template") or "",
-        tenant_db_prefix=_env("PAYMESH_TENANT_DB_PREFIX", "paymesh_t_") or "",
+        template_db=_env("PAYMESH_TEMPLATE_DB", "") or "",
+        tenant_db_prefix=_env("PAYMESH_TENANT_DB_PREFIX", "") or "",
         webhook_max_bytes=_int("PAYMESH_WEBHOOK_MAX_BYTES", 256 * 1024),
         reconcile_after_seconds=_int("PAYMESH_RECONCILE_AFTER_SECONDS", 600),
         sweep_stuck_after_seconds=_int("PAYMESH_SWEEP_STUCK_AFTER_SECONDS", 60),

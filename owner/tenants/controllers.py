@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import msgspec
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,7 @@ from owner.tenants.models import DbCluster, Tenant
 from owner.tenants.schemas import (
     ClusterIn,
     ClusterOut,
+    ClusterPatch,
     TenantCreated,
     TenantIn,
     TenantOut,
@@ -98,6 +99,22 @@ class ClusterController(Controller):
         cluster = await service.add_cluster(owner_db, data.name.strip(), data.url, actor,
                                             data.max_tenants)
         return _cluster_out(cluster, 0)
+
+    @patch("/{name:str}")
+    async def update_cluster(self, owner_db: AsyncSession, actor: Actor, name: str,
+                             data: ClusterPatch) -> ClusterOut:
+        """``is_active: false`` stops placing tenants there (its tenants stay served)."""
+        cluster = await service.update_cluster(
+            owner_db, name, actor,
+            is_active=None if data.is_active is msgspec.UNSET else data.is_active,
+            max_tenants=None if data.max_tenants is msgspec.UNSET else data.max_tenants,
+            set_max=data.max_tenants is not msgspec.UNSET)
+        return _cluster_out(cluster, await service.count_tenants(owner_db, cluster))
+
+    @delete("/{name:str}")
+    async def delete_cluster(self, owner_db: AsyncSession, actor: Actor, name: str) -> None:
+        """Only a cluster that hosts no tenant (409 otherwise)."""
+        await service.delete_cluster(owner_db, name, actor)
 
 
 def _cluster_out(cluster: DbCluster, count: int) -> ClusterOut:

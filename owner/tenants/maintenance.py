@@ -10,8 +10,9 @@ from sqlalchemy import select
 from core import migrate
 from core.crypto import WrappedKey
 from core.runtime import Runtime
-from owner.tenants import templates
+from owner.tenants import servers, templates
 from owner.tenants.models import DbCluster, Tenant
+from owner.tenants.naming import database_names
 from owner.tenants.service import ensure_default_cluster, forget_cached_tenants, tenant_db_url
 
 log = logging.getLogger(__name__)
@@ -20,21 +21,32 @@ log = logging.getLogger(__name__)
 async def upgrade_all(runtime: Runtime) -> list[tuple[str, str]]:
     """Owner DB, then each server's template, then every tenant; returns the failures.
 
-    One tenant failing does not stop the others.
+    One tenant failing does not stop the others, nor does a server that does not answer:
+    it is reported once (``cluster <name>``) and its tenants are left for the next run.
     """
     settings = runtime.settings
     await migrate.upgrade(settings.database_url, "owner")  # type: ignore[arg-type]
     async with runtime.owner_session() as session:
         await ensure_default_cluster(session, settings.database_url)  # type: ignore[arg-type]
-        clusters = list((await session.scalars(select(DbCluster))).all())
-        tenants = [(t.slug, tenant_db_url(t)) for t in (await session.scalars(
-            select(Tenant).where(Tenant.status != "provisioning").order_by(Tenant.slug))).all()]
+        names = await database_names(session, settings)
+        clusters = list((await session.scalars(select(DbCluster).order_by(DbCluster.name))).all())
+        rows = (await session.scalars(
+            select(Tenant).where(Tenant.status != "provisioning").order_by(Tenant.slug))).all()
+        tenants = [(t.slug, t.cluster.name, tenant_db_url(t)) for t in rows]
     failures: list[tuple[str, str]] = []
+    broken: set[str] = set()
     for cluster in clusters:
         try:
-            await templates.ensure_template(cluster.url, settings.template_db, force=True)
+            await servers.reach(cluster.url)
+            await templates.ensure_template(cluster.url, names.template, force=True)
         except Exception as exc:  # noqa: BLE001 - reported, not fatal for other servers
-            failures.append((f"template@{cluster.name}", str(exc).splitlines()[0]))
+            broken.add(cluster.name)
+            skipped = sum(1 for t in tenants if t[1] == cluster.name)
+            reason = getattr(exc, "message", None) or str(exc).splitlines()[0]
+            log.error("cluster %s failed: %s", cluster.name, reason)
+            failures.append((f"cluster {cluster.name}",
+                             f"{reason} ({skipped} tenant database(s) not migrated)"))
+    tenants = [(slug, url) for slug, name, url in tenants if name not in broken]
     columns = (TextColumn("tenant databases"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.description}"))
     with Progress(*columns, transient=False) as progress:

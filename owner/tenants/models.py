@@ -1,8 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import IdMixin, OwnerBase, TimestampMixin
@@ -44,3 +55,17 @@ class Tenant(IdMixin, TimestampMixin, OwnerBase):
         CheckConstraint("status IN ('provisioning', 'active', 'suspended')", name="status_valid"),
         CheckConstraint("slug ~ '^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$'", name="slug_format"),
     )
+
+
+class Installation(OwnerBase):
+    """The one row naming this installation: its id goes into the names of the databases
+    it creates (template, tenants), so two installations on one server never collide."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="1")
+    installation_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)

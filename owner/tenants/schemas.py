@@ -39,6 +39,11 @@ class ClusterIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_tenants: int | None = None
 
 
+class ClusterPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    is_active: bool | msgspec.UnsetType = msgspec.UNSET
+    max_tenants: int | None | msgspec.UnsetType = msgspec.UNSET
+
+
 class ClusterOut(msgspec.Struct, kw_only=True):
     id: str
     name: str

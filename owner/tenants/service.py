@@ -21,8 +21,9 @@ from core.sql import autocommit_sql
 from core.tenancy import TenantContext, TtlCache
 from owner.audit.models import OwnerAuditLog
 from owner.keys import service as keys
-from owner.tenants import templates
+from owner.tenants import servers, templates
 from owner.tenants.models import DbCluster, Tenant
+from owner.tenants.naming import database_names
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
@@ -65,6 +66,12 @@ async def ensure_default_cluster(session: AsyncSession, server_url: str) -> DbCl
 
 async def add_cluster(session: AsyncSession, name: str, url: str, actor: Actor,
                       max_tenants: int | None = None) -> DbCluster:
+    """Register a server once it has shown it can host tenants (422 otherwise)."""
+    if (await session.scalars(select(DbCluster.id).where(DbCluster.name == name))).first():
+        raise Conflict(f"cluster '{name}' already exists")
+    if max_tenants is not None and max_tenants < 0:
+        raise ValidationError("max_tenants must be 0 or more", param="max_tenants")
+    await servers.check(url)
     cluster = DbCluster(name=name, url=url, max_tenants=max_tenants)
     session.add(cluster)
     try:
@@ -76,12 +83,68 @@ async def add_cluster(session: AsyncSession, name: str, url: str, actor: Actor,
     return cluster
 
 
+async def get_cluster(session: AsyncSession, name: str) -> DbCluster:
+    cluster = (await session.scalars(select(DbCluster).where(DbCluster.name == name))).first()
+    if cluster is None:
+        raise NotFound(f"cluster '{name}' not found")
+    return cluster
+
+
+async def count_tenants(session: AsyncSession, cluster: DbCluster) -> int:
+    return int(await session.scalar(
+        select(func.count()).select_from(Tenant).where(Tenant.cluster_id == cluster.id)) or 0)
+
+
+async def update_cluster(session: AsyncSession, name: str, actor: Actor, *,
+                         is_active: bool | None = None, max_tenants: object = None,
+                         set_max: bool = False) -> DbCluster:
+    """Turn placement on this server off or on (on: only once it answers again)."""
+    cluster = await get_cluster(session, name)
+    changes: dict[str, object] = {}
+    if is_active is not None and is_active != cluster.is_active:
+        if is_active:
+            await servers.check(cluster.url)
+        changes["is_active"] = is_active
+        cluster.is_active = is_active
+    if set_max and max_tenants != cluster.max_tenants:
+        if max_tenants is not None and (not isinstance(max_tenants, int) or max_tenants < 0):
+            raise ValidationError("max_tenants must be 0 or more", param="max_tenants")
+        changes["max_tenants"] = max_tenants
+        cluster.max_tenants = max_tenants  # type: ignore[assignment]
+    if changes:
+        record(session, OwnerAuditLog, actor, "cluster.updated", "db_cluster", cluster.id,
+               {"name": name, **changes})
+        await session.flush()
+    return cluster
+
+
+async def delete_cluster(session: AsyncSession, name: str, actor: Actor) -> None:
+    """Forget a server that hosts no tenant (409 otherwise)."""
+    cluster = await get_cluster(session, name)
+    if name == "default":
+        raise Conflict("the default cluster (the owner database's server) cannot be "
+                       "deleted; deactivate it instead", code="cluster_default")
+    count = await count_tenants(session, cluster)
+    if count:
+        raise Conflict(f"cluster '{name}' still hosts {count} tenant(s)",
+                       code="cluster_not_empty")
+    record(session, OwnerAuditLog, actor, "cluster.deleted", "db_cluster", cluster.id,
+           {"name": name})
+    await session.delete(cluster)
+    await session.flush()
+
+
 async def pick_cluster(session: AsyncSession, name: str | None) -> DbCluster:
-    """The named cluster, or the active one with the fewest tenants (room permitting)."""
+    """The named cluster, or the active one with the fewest tenants (room permitting)
+    that answers (an unreachable server is skipped)."""
     if name:
         cluster = (await session.scalars(select(DbCluster).where(DbCluster.name == name))).first()
         if cluster is None or not cluster.is_active:
             raise ValidationError(f"unknown or inactive cluster '{name}'", param="cluster")
+        if not await servers.is_up(cluster.url):
+            raise servers.ServerUnfit(f"cluster '{name}' does not answer; try again later "
+                                      "or choose another", code="cluster_unreachable",
+                                      param="cluster")
         return cluster
     load = (
         select(DbCluster, func.count(Tenant.id).label("n"))
@@ -90,9 +153,16 @@ async def pick_cluster(session: AsyncSession, name: str | None) -> DbCluster:
         .group_by(DbCluster.id)
         .order_by(func.count(Tenant.id), DbCluster.created_at)
     )
+    unreachable = []
     for cluster, count in (await session.execute(load)).all():
         if cluster.max_tenants is None or count < cluster.max_tenants:
-            return cluster
+            if await servers.is_up(cluster.url):
+                return cluster
+            log.warning("cluster %s is unreachable; placing the tenant elsewhere", cluster.name)
+            unreachable.append(cluster.name)
+    if unreachable:
+        raise Conflict(f"no reachable database server has room for another tenant "
+                       f"(unreachable: {', '.join(unreachable)})", code="no_capacity")
     raise Conflict("no database server has room for another tenant", code="no_capacity")
 
 
@@ -107,12 +177,14 @@ async def provision(
     default_currency: str,
     cluster: str | None,
     actor: Actor,
+    db_name: str | None = None,
 ) -> tuple[Tenant, str]:
     """Create a tenant: reserve the slug, clone its database, issue its first admin key.
 
     The owner row is committed first in state ``provisioning`` (so the slug and database
     name are reserved by unique constraints), then the database is cloned, then the row
-    turns ``active`` with the key. A failed clone removes the reservation.
+    turns ``active`` with the key. A failed clone removes the reservation. ``db_name``
+    overrides the database name (default: from :mod:`owner.tenants.naming`).
     """
     if not isinstance(slug, str) or not SLUG.match(slug):
         raise ValidationError(
@@ -124,6 +196,7 @@ async def provision(
     settings = runtime.settings
     tenant_id = uuid.uuid4()
     async with runtime.owner_session() as session:
+        names = await database_names(session, settings)
         target = await pick_cluster(session, cluster)
         wrapped = runtime.keyring.new_data_key(tenant_id=str(tenant_id))
         tenant = Tenant(
@@ -133,7 +206,7 @@ async def provision(
             default_currency=currency,
             status="provisioning",
             cluster_id=target.id,
-            db_name=f"{settings.tenant_db_prefix}{slug.replace('-', '_')}",
+            db_name=db_name or names.tenant_db(slug),
             master_key_id=wrapped.master_key_id,
             wrapped_data_key=wrapped.blob,
         )
@@ -141,14 +214,20 @@ async def provision(
         try:
             await session.flush()
         except IntegrityError as exc:
-            raise Conflict(f"tenant '{slug}' already exists", param="slug",
-                           code="tenant_exists") from exc
+            if (await _taken(runtime, slug)):
+                raise Conflict(f"tenant '{slug}' already exists", param="slug",
+                               code="tenant_exists") from exc
+            raise Conflict(f"database name '{tenant.db_name}' is used by another tenant",
+                           param="slug", code="database_name_taken") from exc
         server_url = target.url
     try:
-        await templates.ensure_template(server_url, settings.template_db)
-        await templates.clone(server_url, settings.template_db, tenant.db_name)
-    except BaseException:
-        log.exception("provisioning of tenant %s failed; removing its reservation", slug)
+        await templates.ensure_template(server_url, names.template)
+        await templates.clone(server_url, names.template, tenant.db_name)
+    except BaseException as exc:
+        if isinstance(exc, Conflict):
+            log.warning("tenant %s not provisioned: %s", slug, exc.message)
+        else:
+            log.exception("provisioning of tenant %s failed; removing its reservation", slug)
         async with runtime.owner_session() as session:
             row = await session.get(Tenant, tenant_id)
             if row is not None:
@@ -162,6 +241,11 @@ async def provision(
         record(session, OwnerAuditLog, actor, "tenant.created", "tenant", tenant_id,
                {"slug": slug, "cluster": target.name, "db_name": tenant.db_name})
     return tenant, raw_key
+
+
+async def _taken(runtime: Runtime, slug: str) -> bool:
+    async with runtime.owner_session() as session:
+        return bool((await session.scalars(select(Tenant.id).where(Tenant.slug == slug))).first())
 
 
 async def get_by_slug(session: AsyncSession, slug: str) -> Tenant:

@@ -73,7 +73,13 @@ async def ensure_template(server_url: str, template: str, *, force: bool = False
 
 
 async def clone(server_url: str, template: str, target: str) -> None:
-    """``CREATE DATABASE target TEMPLATE template``, retried while the template is busy."""
+    """``CREATE DATABASE target TEMPLATE template``, retried while the template is busy.
+
+    A database of that name already on the server (another installation's, a leftover)
+    is a :class:`~core.errors.Conflict`: it is never taken over.
+    """
+    from core.errors import Conflict
+
     async with template_lock(server_url, exclusive=False) as conn:
         for attempt in range(20):
             try:
@@ -82,6 +88,9 @@ async def clone(server_url: str, template: str, target: str) -> None:
                 )
                 return
             except Exception as exc:  # noqa: BLE001 - only the "being accessed" case retries
+                if "already exists" in str(exc):
+                    raise Conflict(f"a database named '{target}' already exists on the "
+                                   "server", param="slug", code="database_exists") from exc
                 if "being accessed by other users" not in str(exc) or attempt == 19:
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))

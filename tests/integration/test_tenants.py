@@ -75,8 +75,7 @@ async def test_clones_share_a_connection_and_always_release_the_template_lock(
     """Provisioning clones on a pooled connection; whether a clone succeeds or fails,
     the shared template lock is released before the connection is reused, so a
     migration of the template (the exclusive lock) can always start."""
-    from sqlalchemy.exc import DBAPIError
-
+    from core.errors import Conflict
     from core.settings import get_settings
     from owner.tenants import templates
 
@@ -90,7 +89,7 @@ async def test_clones_share_a_connection_and_always_release_the_template_lock(
 
     existing = unique_slug("dup").replace("-", "_")
     await templates.clone(pg_url, template, existing)
-    with pytest.raises(DBAPIError, match="already exists"):
+    with pytest.raises(Conflict, match="already exists"):
         await templates.clone(pg_url, template, existing)
     async with autocommit_connection(pg_url) as conn:
         # a leaked shared lock would make this wait out the timeout and fail
