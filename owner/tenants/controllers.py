@@ -103,10 +103,10 @@ class ClusterController(Controller):
     @patch("/{name:str}")
     async def update_cluster(self, owner_db: AsyncSession, actor: Actor, name: str,
                              data: ClusterPatch) -> ClusterOut:
-        """``is_active: false`` stops placing tenants there (its tenants stay served)."""
+        """``active`` (or ``is_active``) ``false`` stops placing tenants there (its tenants
+        stay served); ``true`` checks the server again first."""
         cluster = await service.update_cluster(
-            owner_db, name, actor,
-            is_active=None if data.is_active is msgspec.UNSET else data.is_active,
+            owner_db, name, actor, is_active=data.switch(),
             max_tenants=None if data.max_tenants is msgspec.UNSET else data.max_tenants,
             set_max=data.max_tenants is not msgspec.UNSET)
         return _cluster_out(cluster, await service.count_tenants(owner_db, cluster))

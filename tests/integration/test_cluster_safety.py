@@ -94,8 +94,17 @@ async def test_inactive_and_unreachable_servers_get_no_tenants_and_db_upgrade_go
                  409, "cluster_default")
     assert_error(await client.patch("/v1/owner/clusters/nope-nope", headers=owner_headers,
                                     json={"is_active": False}), 404)
+    # the name for the switch, `active`, is the same field; a contradiction is refused
     assert_error(await client.patch(f"/v1/owner/clusters/{spare}", headers=owner_headers,
-                                    json={"active": False}), 400)
+                                    json={"active": False, "is_active": True}), 400)
+    assert_error(await client.patch(f"/v1/owner/clusters/{spare}", headers=owner_headers,
+                                    json={"enabled": False}), 400)
+    toggled = await client.patch(f"/v1/owner/clusters/{spare}", headers=owner_headers,
+                                 json={"active": False})
+    assert toggled.status_code == 200 and toggled.json()["is_active"] is False, toggled.text
+    toggled = await client.patch(f"/v1/owner/clusters/{spare}", headers=owner_headers,
+                                 json={"active": True})
+    assert toggled.status_code == 200 and toggled.json()["is_active"] is True, toggled.text
 
     # a server that stops answering (its role may no longer log in) is skipped
     role_url = await make_role("gone", "CREATEDB")
