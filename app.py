@@ -17,6 +17,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusController
 from sqlalchemy import text
 
+from core import actors
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
 from core.lanes import FastLanes
@@ -94,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
 
     async def sandbox_dispatch(delivery_id: str) -> None:
         """The sandbox gateway sends its webhooks through a worker, like a real gateway."""
-        await runtime.enqueue("deliver_sandbox_webhook", delivery_id)
+        await runtime.enqueue(actors.DELIVER_SANDBOX_WEBHOOK, delivery_id)
 
     async def lookup_key(raw: str):  # type: ignore[no-untyped-def]
         return await keys.authenticate(runtime.owner_engine, raw)
