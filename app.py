@@ -46,7 +46,7 @@ from tenant.webhooks.controllers import (
     WebhookIngestController,
     ingest_lane,
 )
-from workers.broker import Enqueuer
+from workers.runtime import build_runtime
 
 log = logging.getLogger("paymesh")
 
@@ -89,9 +89,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    runtime = Runtime.create(settings)
-    if settings.redis_url:
-        runtime.enqueuer = Enqueuer(settings.redis_url)
+    runtime = build_runtime(settings)
 
     async def sandbox_dispatch(delivery_id: str) -> None:
         """The sandbox gateway sends its webhooks through a worker, like a real gateway."""

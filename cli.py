@@ -22,14 +22,10 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
 
 async def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
     from core.redis import close_redis
-    from core.runtime import Runtime, set_runtime
+    from core.runtime import set_runtime
+    from workers.runtime import build_runtime
 
-    settings = get_settings()
-    runtime = Runtime.create(settings)
-    if settings.redis_url:
-        from workers.broker import Enqueuer
-
-        runtime.enqueuer = Enqueuer(settings.redis_url)
+    runtime = build_runtime()
     set_runtime(runtime)
     try:
         return await body(runtime)

@@ -82,7 +82,6 @@ async def _bootstrap() -> dict[str, str]:
 
     from core.audit import Actor
     from core.db import utcnow
-    from core.runtime import Runtime
     from owner.catalog.seed import seed_catalog
     from owner.keys.models import ApiKey
     from owner.keys.service import issue
@@ -91,10 +90,11 @@ async def _bootstrap() -> dict[str, str]:
     from owner.tenants.service import provision
     from tenant.provider_configs.schemas import ProviderConfigIn
     from tenant.provider_configs.service import put_config
+    from workers.runtime import build_runtime
     from owner.tenants.service import context_of
 
     actor = Actor.system("demo")
-    runtime = Runtime.create()
+    runtime = build_runtime()
     try:
         failures = await upgrade_all(runtime)
         if failures:
