@@ -2,7 +2,7 @@
 
 Callers below the workers (the webhook door, the sandbox gateway's dispatch, the
 scheduler, the CLI) enqueue by name through :meth:`core.runtime.Runtime.enqueue` and never
-import the actors; ``tests/test_layers.py`` checks every name here has its actor.
+import the actors; ``tests/test_composition_root.py`` checks every name here has its actor.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ import dramatiq
 import owner.models  # noqa: F401  (every mapper registered: the worker loads orders, …)
 import tenant.models  # noqa: F401
 from core import actors as names
-from workers import broker as _broker  # noqa: F401  (sets the broker before any actor)
 from workers import context
+from workers.broker import install_broker
+
+install_broker()  # before any actor: each binds to the global broker when declared
 
 log = logging.getLogger(__name__)
 
