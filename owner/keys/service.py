@@ -76,6 +76,16 @@ async def revoke(session: AsyncSession, key_id_or_prefix: str, *, actor: Actor) 
     return key
 
 
+async def revoke_named(session: AsyncSession, name: str, *, actor: Actor) -> int:
+    """Revoke every live key called ``name`` (``paymesh demo`` re-issues its keys on each
+    start); returns how many were revoked."""
+    live = (await session.scalars(select(ApiKey).where(
+        ApiKey.name == name, ApiKey.revoked_at.is_(None)).with_for_update())).all()
+    for key in live:
+        await revoke(session, str(key.id), actor=actor)
+    return len(live)
+
+
 async def authenticate(engine: AsyncEngine, raw: str) -> Principal | None:
     """Resolve a raw key to its principal (cached briefly; revocation clears the cache)."""
     digest = hash_key(raw)
