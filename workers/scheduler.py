@@ -66,7 +66,8 @@ async def deliver_notifications(runtime: Runtime, tenant: TenantContext) -> int:
         ids = await due(session)
     sent = 0
     for notification_id in ids:
-        sent += await runtime.enqueue(actors.DELIVER_NOTIFICATION, tenant.slug, str(notification_id))
+        sent += await runtime.enqueue(actors.DELIVER_NOTIFICATION, tenant.slug,
+                                      str(notification_id))
     return sent
 
 

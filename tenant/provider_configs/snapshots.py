@@ -25,7 +25,6 @@ from providers.base import PaymentProvider
 from tenant.provider_configs import listing
 from tenant.provider_configs.service import ConfigView, build
 
-
 #: The configuration's version: any change (PUT, DELETE, a key test, a use stamp) changes
 #: the row count or the newest ``updated_at``. Cheap enough to ride along a hot query.
 CONFIGS_VERSION_SQL = "SELECT ARRAY[count(*)::text, max(updated_at)::text] FROM provider_configs"
