@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import DateTime, Executable, MetaData, Uuid, event, func, text
+from sqlalchemy import DateTime, Executable, MetaData, Select, Uuid, event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,15 @@ def without_query(url: str, *names: str) -> str:
     parts = urlsplit(url)
     query = {k: v for k, v in parse_qs(parts.query).items() if k not in names}
     return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+
+
+async def fetch_page(session: AsyncSession, query: Select[Any], page: int,
+                     limit: int) -> tuple[list[Any], bool]:
+    """Page ``page`` of ``query``'s rows (``page`` and ``limit`` checked by
+    :func:`core.http.page_params`): ``LIMIT limit + 1`` tells whether another page follows.
+    Every list endpoint pages through here. Returns (the page's rows, has_more)."""
+    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+    return rows[:limit], len(rows) > limit
 
 
 def after_commit(session: object, action: Callable[[], None]) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import fetch_page
 from core.errors import NotFound, PaymeshError, ValidationError
 from core.metrics import WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
 from core.runtime import Runtime
@@ -89,8 +90,8 @@ async def list_events(session: AsyncSession, *, status: str | None, provider: st
         query = query.where(WebhookEvent.received_at >= created_from)
     if created_to:
         query = query.where(WebhookEvent.received_at < created_to)
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    return rows[:limit], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit)
+    return rows, more
 
 
 async def mark_for_replay(session: AsyncSession, event_id: uuid.UUID, actor: Actor) -> WebhookEvent:
