@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from sqlalchemy import DateTime, Executable, MetaData, Select, Uuid, event, func, text
 from sqlalchemy.engine import make_url
@@ -84,10 +84,6 @@ def async_url(url: str, database: str | None = None) -> str:
     scheme = "postgresql+asyncpg"
     path = f"/{database}" if database is not None else parts.path
     return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/") or "postgres"
 
 
 def with_database(url: str, database: str) -> str:
@@ -176,17 +172,6 @@ def _null_pool() -> Any:
     from sqlalchemy.pool import NullPool
 
     return NullPool
-
-
-def query_param(url: str, name: str) -> str | None:
-    values = parse_qs(urlsplit(url).query).get(name)
-    return values[0] if values else None
-
-
-def without_query(url: str, *names: str) -> str:
-    parts = urlsplit(url)
-    query = {k: v for k, v in parse_qs(parts.query).items() if k not in names}
-    return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
 
 
 async def fetch_page(session: AsyncSession, query: Select[Any], page: int,
