@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 from sqlalchemy import text
 
-from core import docs_ui
+from core import actors, docs_ui
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
 from core.lanes import FastLanes
@@ -45,7 +45,7 @@ from tenant.webhooks.controllers import (
     WebhookIngestController,
     ingest_lane,
 )
-from workers.broker import Enqueuer
+from workers.runtime import build_runtime
 
 log = logging.getLogger("paymesh")
 
@@ -88,13 +88,11 @@ def create_app(settings: Settings | None = None) -> FastLanes:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    runtime = Runtime.create(settings)
-    if settings.redis_url:
-        runtime.enqueuer = Enqueuer(settings.redis_url)
+    runtime = build_runtime(settings)
 
     async def sandbox_dispatch(delivery_id: str) -> None:
         """The sandbox gateway sends its webhooks through a worker, like a real gateway."""
-        await runtime.enqueue("deliver_sandbox_webhook", delivery_id)
+        await runtime.enqueue(actors.DELIVER_SANDBOX_WEBHOOK, delivery_id)
 
     async def lookup_key(raw: str):  # type: ignore[no-untyped-def]
         return await keys.authenticate(runtime.owner_engine, raw)

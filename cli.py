@@ -39,15 +39,11 @@ def _require_database() -> None:
 
 async def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
     from core.redis import close_redis
-    from core.runtime import Runtime, set_runtime
+    from core.runtime import set_runtime
+    from workers.runtime import build_runtime
 
     _require_database()
-    settings = get_settings()
-    runtime = Runtime.create(settings)
-    if settings.redis_url:
-        from workers.broker import Enqueuer
-
-        runtime.enqueuer = Enqueuer(settings.redis_url)
+    runtime = build_runtime()
     set_runtime(runtime)
     try:
         return await body(runtime)
@@ -179,29 +175,22 @@ def webhooks_replay(tenant_slug: str, status: str, event_ids: tuple[str, ...]) -
     """Put inbox events back in the queue (their effects are idempotent)."""
     import uuid as _uuid
 
-    from sqlalchemy import select
-
     from core.audit import Actor
     from owner.tenants.service import lookup
-    from tenant.webhooks.inbox import PROCESS_ACTOR
-    from tenant.webhooks.models import WebhookEvent
-    from tenant.webhooks.service import mark_for_replay
+    from tenant.webhooks.service import replay
+
+    try:
+        ids = [_uuid.UUID(e) for e in event_ids]
+    except ValueError as exc:
+        raise click.BadParameter(f"not an event id: {exc}", param_hint="--event") from exc
+
     async def body(runtime: Any) -> int:
         tenant = await lookup(runtime, slug=tenant_slug)
         if tenant is None:
             raise click.ClickException(f"tenant '{tenant_slug}' not found or suspended")
-        async with runtime.tenant_session(tenant.db_url) as session:
-            query = select(WebhookEvent.id)
-            if event_ids:
-                query = query.where(WebhookEvent.id.in_([_uuid.UUID(e) for e in event_ids]))
-            else:
-                query = query.where(WebhookEvent.status == status)
-            ids = list((await session.scalars(query)).all())
-            for event_id in ids:
-                await mark_for_replay(session, event_id, Actor.system("cli"))
-        for event_id in ids:
-            await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(event_id))
-        return len(ids)
+        events, _ = await replay(runtime, tenant, Actor.system("cli"), event_ids=ids,
+                                 status=status)
+        return len(events)
 
     click.echo(f"replayed {run_async(_with_runtime, body)} event(s)")
 

@@ -81,40 +81,38 @@ async def _create_database(server_url: str, name: str) -> None:
 
 async def _bootstrap() -> dict[str, str]:
     """Migrate, seed, ensure the demo tenant; issue fresh demo keys (shown once)."""
-    from sqlalchemy import select, update
-
     from core.audit import Actor
-    from core.db import utcnow
-    from core.runtime import Runtime
+    from core.errors import NotFound
     from owner.catalog.seed import seed_catalog
-    from owner.keys.models import ApiKey
-    from owner.keys.service import issue
+    from owner.keys.service import issue, revoke_named
     from owner.tenants.maintenance import upgrade_all
-    from owner.tenants.models import Tenant
-    from owner.tenants.service import provision
+    from owner.tenants.service import context_of, get_by_slug, provision
     from tenant.provider_configs.schemas import ProviderConfigIn
     from tenant.provider_configs.service import put_config
-    from owner.tenants.service import context_of
+    from workers.runtime import build_runtime
 
     actor = Actor.system("demo")
-    runtime = Runtime.create()
+    runtime = build_runtime()
     try:
         failures = await upgrade_all(runtime)
         for what, error in failures:  # one broken server or tenant does not stop the demo
             say(f"WARNING: {what} was not migrated: {error}")
         async with runtime.owner_session() as session:
             await seed_catalog(session)
-            await session.execute(update(ApiKey).where(ApiKey.name == "demo",
-                                                       ApiKey.revoked_at.is_(None))
-                                  .values(revoked_at=utcnow()))
+            await revoke_named(session, "demo", actor=actor)
             _, owner_key = await issue(session, kind="owner", tenant_id=None, name="demo",
                                        actor=actor)
-            tenant = (await session.scalars(select(Tenant).where(Tenant.slug == DEMO_SLUG))).first()
-        if tenant is None:
-            say(f"creating demo tenant '{DEMO_SLUG}'")
-            tenant = await _provision_demo_tenant(runtime, provision, actor)
         async with runtime.owner_session() as session:
-            tenant = await session.get_one(Tenant, tenant.id)
+            try:
+                await get_by_slug(session, DEMO_SLUG)
+                exists = True
+            except NotFound:
+                exists = False
+        if not exists:
+            say(f"creating demo tenant '{DEMO_SLUG}'")
+            await _provision_demo_tenant(runtime, provision, actor)
+        async with runtime.owner_session() as session:
+            tenant = await get_by_slug(session, DEMO_SLUG)
             context = context_of(tenant)
             _, tenant_key = await issue(session, kind="tenant", tenant_id=tenant.id,
                                         name="demo", actor=actor)

@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from sqlalchemy import DateTime, Executable, MetaData, Uuid, event, func, text
+from sqlalchemy import DateTime, Executable, MetaData, Select, Uuid, event, func, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,6 @@ def async_url(url: str, database: str | None = None) -> str:
     scheme = "postgresql+asyncpg"
     path = f"/{database}" if database is not None else parts.path
     return urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/") or "postgres"
 
 
 def with_database(url: str, database: str) -> str:
@@ -178,15 +174,13 @@ def _null_pool() -> Any:
     return NullPool
 
 
-def query_param(url: str, name: str) -> str | None:
-    values = parse_qs(urlsplit(url).query).get(name)
-    return values[0] if values else None
-
-
-def without_query(url: str, *names: str) -> str:
-    parts = urlsplit(url)
-    query = {k: v for k, v in parse_qs(parts.query).items() if k not in names}
-    return urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+async def fetch_page(session: AsyncSession, query: Select[Any], page: int,
+                     limit: int) -> tuple[list[Any], bool]:
+    """Page ``page`` of ``query``'s rows (``page`` and ``limit`` checked by
+    :func:`core.http.page_params`): ``LIMIT limit + 1`` tells whether another page follows.
+    Every list endpoint pages through here. Returns (the page's rows, has_more)."""
+    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+    return rows[:limit], len(rows) > limit
 
 
 def after_commit(session: object, action: Callable[[], None]) -> None:

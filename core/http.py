@@ -38,11 +38,6 @@ def page_params(page: int, limit: int) -> tuple[int, int]:
     return page, limit
 
 
-def paginate(rows: list[Any], page: int, limit: int) -> tuple[list[Any], bool]:
-    """Rows fetched with ``LIMIT limit + 1`` → (the page, has_more)."""
-    return rows[:limit], len(rows) > limit
-
-
 def tenant_of(request: Request[Any, Any, Any]) -> TenantContext:
     return request.state.tenant  # set by TenancyMiddleware
 

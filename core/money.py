@@ -52,11 +52,6 @@ def round_minor(value: Decimal) -> int:
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def apply_rate(amount: int, rate: Decimal) -> int:
-    """``amount × rate`` in the same currency, rounded by the rule."""
-    return round_minor(Decimal(amount) * rate)
-
-
 def percent_of(amount: int, percent: Decimal) -> int:
     return round_minor(Decimal(amount) * percent / Decimal(100))
 

@@ -1,7 +1,8 @@
 """The Dramatiq broker: Redis, with the AsyncIO middleware for ``async def`` actors and the
 garbage collector back on once a worker process has booted.
 
-Imported first by :mod:`workers.actors` so every actor binds to this broker.
+Installed by :mod:`workers.actors` (:func:`install_broker`) before it declares any actor,
+so every actor binds to this broker; importing this module builds none.
 """
 
 from __future__ import annotations
@@ -46,8 +47,16 @@ def make_broker(url: str) -> RedisBroker:
     return broker
 
 
-broker = make_broker(get_settings().redis_url or "redis://127.0.0.1:6379/0")
-dramatiq.set_broker(broker)
+def install_broker() -> dramatiq.Broker:
+    """Make this process's Redis broker Dramatiq's global one (once), before any actor
+    binds to it: called by :mod:`workers.actors` only, so importing the API, which only
+    enqueues (:class:`Enqueuer`), builds no broker and opens no Redis connection pool."""
+    current = dramatiq.broker.global_broker
+    if isinstance(current, RedisBroker) and current.namespace == NAMESPACE:
+        return current
+    broker = make_broker(get_settings().redis_url or "redis://127.0.0.1:6379/0")
+    dramatiq.set_broker(broker)
+    return broker
 
 
 class Enqueuer:

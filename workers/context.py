@@ -11,16 +11,9 @@ def runtime() -> Runtime:
     try:
         return get_runtime()
     except RuntimeError:
-        from core.settings import get_settings
-        from workers.broker import Enqueuer
+        from workers.runtime import build_runtime
 
-        settings = get_settings()
-        created = Runtime.create(settings)
-        created.enqueuer = Enqueuer(settings.redis_url or "")
-        if settings.smtp_url:
-            from tenant.notifications.service import SmtpSender, set_sender
-
-            set_sender(SmtpSender(settings.smtp_url))
+        created = build_runtime()
         set_runtime(created)
         return created
 

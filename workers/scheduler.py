@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core import actors
 from core.db import utcnow
 from core.redis import get_redis
 from core.runtime import Runtime
@@ -47,7 +48,6 @@ class Job:
 
 async def sweep_inbox(runtime: Runtime, tenant: TenantContext) -> int:
     """Re-enqueue events stuck in ``received`` and failed events whose retry is due."""
-    from tenant.webhooks.inbox import PROCESS_ACTOR
     from tenant.webhooks.processing import due_events
 
     async with runtime.tenant_session(tenant.db_url) as session:
@@ -55,7 +55,7 @@ async def sweep_inbox(runtime: Runtime, tenant: TenantContext) -> int:
             session, stuck_after=timedelta(seconds=runtime.settings.sweep_stuck_after_seconds))
     sent = 0
     for event_id in ids:
-        sent += await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(event_id))
+        sent += await runtime.enqueue(actors.PROCESS_WEBHOOK_EVENT, tenant.slug, str(event_id))
     return sent
 
 
@@ -66,7 +66,8 @@ async def deliver_notifications(runtime: Runtime, tenant: TenantContext) -> int:
         ids = await due(session)
     sent = 0
     for notification_id in ids:
-        sent += await runtime.enqueue("deliver_notification", tenant.slug, str(notification_id))
+        sent += await runtime.enqueue(actors.DELIVER_NOTIFICATION, tenant.slug,
+                                      str(notification_id))
     return sent
 
 
@@ -104,7 +105,7 @@ async def resend_sandbox_webhooks(runtime: Runtime, tenant: TenantContext | None
 
     sent = 0
     for delivery_id in await pending_deliveries(older_than_seconds=60):
-        sent += await runtime.enqueue("deliver_sandbox_webhook", delivery_id)
+        sent += await runtime.enqueue(actors.DELIVER_SANDBOX_WEBHOOK, delivery_id)
     return sent
 
 

@@ -12,12 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import caches
 from core.audit import Actor, record
 from core.db import after_commit
 from core.errors import Conflict, NotFound, ValidationError
 from core.money import normalize_currency, plain_decimal
 from core.runtime import Runtime
-from core.tenancy import TtlCache
 from owner.audit.models import OwnerAuditLog
 from owner.catalog.models import Provider, ProviderCurrency
 from owner.catalog.schemas import (
@@ -30,7 +30,7 @@ from owner.catalog.schemas import (
 from providers.registry import PROVIDERS
 
 KEY_NAMES = {"public_key", "secret_key", "webhook_secret"}
-_catalog_cache = TtlCache(ttl=5.0)
+_catalog_cache = caches.CATALOG
 
 
 def _check_fields(data: dict[str, Any]) -> None:

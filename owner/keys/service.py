@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from core import caches
 from core.audit import Actor, record
 from core.db import utcnow
 from core.errors import NotFound
 from core.sql import autocommit_sql
-from core.tenancy import Principal, TtlCache, hash_key
+from core.tenancy import Principal, hash_key
 from owner.audit.models import OwnerAuditLog
 from owner.keys.models import ApiKey
 from owner.tenants import models as _fk_targets  # noqa: F401  (api_keys.tenant_id → tenants)
@@ -24,11 +25,11 @@ PREFIX_LEN = 12
 TOUCH_INTERVAL = 60.0
 
 #: Seconds an authenticated key is cached, unless :mod:`owner.changes` watches for changes.
-CACHE_SECONDS = 10.0
-_cache = TtlCache(ttl=CACHE_SECONDS)
+_cache = caches.API_KEYS
+CACHE_SECONDS = _cache.ttl
 _PRINCIPAL_SQL = ("SELECT id, kind, tenant_id FROM api_keys "
                   "WHERE key_hash = $1 AND revoked_at IS NULL")
-_touched: dict[uuid.UUID, float] = {}
+_touched = caches.KEY_TOUCHED
 
 
 def _new_raw(kind: str) -> str:
@@ -74,6 +75,16 @@ async def revoke(session: AsyncSession, key_id_or_prefix: str, *, actor: Actor) 
                {"prefix": key.prefix})
     _cache.clear()
     return key
+
+
+async def revoke_named(session: AsyncSession, name: str, *, actor: Actor) -> int:
+    """Revoke every live key called ``name`` (``paymesh demo`` re-issues its keys on each
+    start); returns how many were revoked."""
+    live = (await session.scalars(select(ApiKey).where(
+        ApiKey.name == name, ApiKey.revoked_at.is_(None)).with_for_update())).all()
+    for key in live:
+        await revoke(session, str(key.id), actor=actor)
+    return len(live)
 
 
 async def authenticate(engine: AsyncEngine, raw: str) -> Principal | None:

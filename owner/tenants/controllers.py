@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import redact
+from core.db import fetch_page, redact
 from core.errors import ValidationError
 from core.http import page_params
 from core.runtime import Runtime
@@ -43,9 +43,9 @@ class TenantController(Controller):
         query = select(Tenant).order_by(Tenant.created_at, Tenant.slug)
         if status:
             query = query.where(Tenant.status == status)
-        rows = list((await owner_db.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-        return {"data": [tenant_out(t) for t in rows[:limit]], "page": page, "limit": limit,
-                "has_more": len(rows) > limit}
+        rows, more = await fetch_page(owner_db, query, page, limit)
+        return {"data": [tenant_out(t) for t in rows], "page": page, "limit": limit,
+                "has_more": more}
 
     @post("/")
     async def create_tenant(self, runtime: Runtime, actor: Actor, data: TenantIn) -> TenantCreated:

@@ -12,13 +12,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import caches
 from core.audit import Actor, record
 from core.db import after_commit, with_database
 from core.errors import Conflict, NotFound, ValidationError
 from core.money import normalize_currency
 from core.runtime import Runtime
 from core.sql import autocommit_sql
-from core.tenancy import TenantContext, TtlCache
+from core.tenancy import TenantContext
 from owner.audit.models import OwnerAuditLog
 from owner.keys import service as keys
 from owner.tenants import servers, templates
@@ -28,8 +29,8 @@ from owner.tenants.naming import database_names
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
 #: Seconds a looked-up tenant is cached, unless :mod:`owner.changes` watches for changes.
-CACHE_SECONDS = 5.0
-_contexts = TtlCache(ttl=CACHE_SECONDS)
+_contexts = caches.TENANT_CONTEXTS
+CACHE_SECONDS = _contexts.ttl
 
 
 def tenant_db_url(tenant: Tenant) -> str:

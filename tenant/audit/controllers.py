@@ -6,6 +6,7 @@ from litestar import Controller, get
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import fetch_page
 from core.http import page_params
 from tenant.audit.models import AuditLog
 
@@ -33,12 +34,12 @@ class AuditController(Controller):
             query = query.where(AuditLog.created_at >= created_from)
         if created_to:
             query = query.where(AuditLog.created_at < created_to)
-        rows = list((await tenant_db.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+        rows, more = await fetch_page(tenant_db, query, page, limit)
         data = [
             {"id": str(r.id), "created_at": r.created_at, "actor_key_id":
              str(r.actor_key_id) if r.actor_key_id else None, "actor_kind": r.actor_kind,
              "action": r.action, "entity_type": r.entity_type, "entity_id": r.entity_id,
              "data": r.data, "ip": r.ip, "user_agent": r.user_agent}
-            for r in rows[:limit]
+            for r in rows
         ]
-        return {"data": data, "page": page, "limit": limit, "has_more": len(rows) > limit}
+        return {"data": data, "page": page, "limit": limit, "has_more": more}

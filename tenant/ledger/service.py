@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import utcnow
+from core.db import fetch_page, utcnow
 from core.sql import Sql, Transaction, columns, json_param, sql
 from tenant.ledger import accounts
 from tenant.ledger.models import (
@@ -256,7 +256,7 @@ async def transactions(session: AsyncSession, *, page: int, limit: int,
         query = query.where(LedgerTransaction.payment_id == payment_id)
     if kind:
         query = query.where(LedgerTransaction.kind == kind)
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+    rows, more = await fetch_page(session, query, page, limit)
     codes = dict((await session.execute(select(LedgerAccount.id, LedgerAccount.code))).all())
     return [
         TransactionOut(
@@ -267,6 +267,6 @@ async def transactions(session: AsyncSession, *, page: int, limit: int,
             entries=[EntryOut(account=codes[e.account_id], currency=e.currency, debit=e.debit,
                               credit=e.credit) for e in t.entries],
         )
-        for t in rows[:limit]
-    ], len(rows) > limit
+        for t in rows
+    ], more
 

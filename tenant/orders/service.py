@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, audit_row
-from core.db import utcnow
+from core.db import fetch_page, utcnow
 from core.errors import NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, plain_decimal
 from core.sql import Transaction, json_param, orm, sql
@@ -237,8 +237,8 @@ async def list_orders(session: AsyncSession, *, pay_base: str, page: int, limit:
         query = query.where(Order.created_at < created_to)
     if customer_email:
         query = query.where(Order.customer_email == customer_email)
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    return [to_out(r, pay_base) for r in rows[:limit]], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit)
+    return [to_out(r, pay_base) for r in rows], more
 
 
 async def transition(session: AsyncSession, order_id: uuid.UUID, to: str, *, actor: Actor,

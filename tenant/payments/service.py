@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import fetch_page
 from core.errors import NotFound, UnprocessableError, ValidationError
 from tenant.audit.models import AuditLog
 from tenant.orders.lifecycle import lock_order
@@ -59,8 +60,8 @@ async def list_payments(session: AsyncSession, *, page: int, limit: int,
         query = query.where(Payment.created_at >= created_from)
     if created_to is not None:
         query = query.where(Payment.created_at < created_to)
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    return [to_out(r) for r in rows[:limit]], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit)
+    return [to_out(r) for r in rows], more
 
 
 async def get_payment(session: AsyncSession, payment_id: uuid.UUID) -> PaymentOut:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import fetch_page
 from core.errors import Conflict, NotFound, ValidationError
 from core.money import normalize_currency
 from tenant.audit.models import AuditLog
@@ -96,5 +97,5 @@ async def list_products(session: AsyncSession, *, page: int, limit: int,
         query = query.where(Product.active == active)
     if currency:
         query = query.where(Product.currency == normalize_currency(currency))
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    return [to_out(r) for r in rows[:limit]], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit)
+    return [to_out(r) for r in rows], more

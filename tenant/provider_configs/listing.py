@@ -22,22 +22,23 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
+from core import caches
 from core.redis import get_redis
 from core.runtime import Runtime
-from core.tenancy import TenantContext, TtlCache
+from core.tenancy import TenantContext
 from tenant.provider_configs.schemas import ProviderConfigOut
 
 log = logging.getLogger(__name__)
 
 #: Longest a listing is reused without reading the database (bounds a lost stamp).
-MAX_AGE = 60.0
+MAX_AGE = caches.LISTINGS.ttl
 #: Stamps of tenants nobody changed or read for this long are let go.
 STAMP_SECONDS = 86_400
 STAMP_KEY = "paymesh:provider-configs:stamp:{tenant}"
 
 Listing = tuple[ProviderConfigOut, ...]
 #: Per tenant: (stamp, listing).
-_listings = TtlCache(ttl=MAX_AGE)
+_listings = caches.LISTINGS
 
 
 async def _stamp(runtime: Runtime, tenant: TenantContext) -> bytes | None:

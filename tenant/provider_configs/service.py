@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Any
 
 import jsonschema
 import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import circuit
+from core import caches, circuit
 from core.audit import Actor, record
 from core.crypto import DataKey, MasterKeyMissing, WrappedKey, mask
 from core.db import after_commit, after_commit_awaited, utcnow
@@ -31,7 +32,7 @@ from core.errors import (
 from core.money import normalize_currency, percent_of, plain_decimal
 from core.redis import get_redis
 from core.runtime import Runtime
-from core.tenancy import TenantContext, TtlCache
+from core.tenancy import TenantContext
 from owner.catalog.models import ProviderCurrency
 from owner.catalog.service import CatalogEntry, catalog_snapshot
 from providers.base import Environment, PaymentProvider, ProviderConfig
@@ -45,15 +46,31 @@ from tenant.provider_configs.schemas import (
     ProviderConfigOut,
 )
 
-if TYPE_CHECKING:  # the checkout's cached copies of the rows (they import this module)
-    from tenant.provider_configs.snapshots import ConfigView
-
 log = logging.getLogger(__name__)
 SECRET_FIELDS = ("public_key", "secret_key", "webhook_secret")
-_data_keys = TtlCache(ttl=300.0)
+_data_keys = caches.DATA_KEYS
 #: Built provider instances for webhook verification, per tenant and provider. Local
 #: writes clear it; other processes pick up a key change within the TTL.
-_providers = TtlCache(ttl=10.0)
+_providers = caches.WEBHOOK_PROVIDERS
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigView:
+    """What selection and :func:`build` read from a ``provider_configs`` row, as a plain
+    value that can be cached (see :func:`~tenant.provider_configs.snapshots.configs_at`,
+    which imports this module: this one imports none of its siblings but ``listing``)."""
+
+    provider_code: str
+    enabled: bool
+    is_default: bool
+    environment: str
+    config: dict[str, Any]
+    currencies: list[str]
+    priority: int
+    last_used_at: datetime | None
+    public_key_enc: bytes | None
+    secret_key_enc: bytes | None
+    webhook_secret_enc: bytes | None
 
 
 # ----------------------------------------------------------------------------- keys

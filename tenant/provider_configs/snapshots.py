@@ -11,40 +11,19 @@ entry are the same objects.
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import caches
 from core.db import after_commit_awaited
 from core.runtime import Runtime
 from core.sql import Transaction, sql
-from core.tenancy import TenantContext, TtlCache
+from core.tenancy import TenantContext
 from owner.catalog.service import CatalogEntry
 from providers.base import PaymentProvider
 from tenant.provider_configs import listing
-from tenant.provider_configs.service import build
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigView:
-    """What selection and :func:`build` read from a ``provider_configs`` row, as a plain
-    value that can be cached (see :func:`configs_at`)."""
-
-    provider_code: str
-    enabled: bool
-    is_default: bool
-    environment: str
-    config: dict[str, Any]
-    currencies: list[str]
-    priority: int
-    last_used_at: datetime | None
-    public_key_enc: bytes | None
-    secret_key_enc: bytes | None
-    webhook_secret_enc: bytes | None
-
+from tenant.provider_configs.service import ConfigView, build
 
 #: The configuration's version: any change (PUT, DELETE, a key test, a use stamp) changes
 #: the row count or the newest ``updated_at``. Cheap enough to ride along a hot query.
@@ -57,12 +36,12 @@ FROM (SELECT provider_code, enabled, is_default, environment, config, currencies
 """
 #: Per tenant: (version, views). The version check makes it exact; the TTL only bounds
 #: memory for tenants that stopped checking out.
-_config_views = TtlCache(ttl=300.0)
+_config_views = caches.CONFIG_VIEWS
 #: Providers built for checkouts: (view, catalog entry, instance) per (tenant, provider);
 #: a new view (the configuration changed) or catalog entry (refreshed) rebuilds it.
-_built = TtlCache(ttl=300.0)
+_built = caches.CHECKOUT_PROVIDERS
 #: When this process last stamped ``last_used_at``, per (tenant, provider).
-_stamped: dict[tuple[uuid.UUID, str], float] = {}
+_stamped = caches.CONFIG_STAMPED
 
 
 async def configs_at(db: AsyncSession | Transaction, tenant: TenantContext,

@@ -17,7 +17,6 @@ from core.runtime import Runtime
 from core.settings import get_settings
 from core.tenancy import TenantContext
 from tenant.webhooks import service
-from tenant.webhooks.inbox import PROCESS_ACTOR
 
 #: The ingest route as Litestar labels its metrics (its ``path_template``).
 INGEST_ROUTE = "/webhooks/{tenant_slug}/{provider}"
@@ -82,8 +81,7 @@ class WebhookEventController(Controller):
             parsed = uuid.UUID(event_id)
         except ValueError as exc:
             raise NotFound("webhook event not found") from exc
-        async with runtime.tenant_session(tenant.db_url) as session:
-            row = await service.mark_for_replay(session, parsed, actor)
-            out = service.event_out(row)
-        queued = await runtime.enqueue(PROCESS_ACTOR, tenant.slug, str(parsed))
-        return Response({"event": out, "queued": queued}, status_code=202)
+        events, queued = await service.replay(runtime, tenant, actor, event_ids=[parsed])
+        if not events:
+            raise NotFound("webhook event not found")
+        return Response({"event": events[0], "queued": queued}, status_code=202)

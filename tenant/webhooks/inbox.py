@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from core import actors
 from core.db import new_ids, transaction_committed
 from core.errors import PaymeshError, ServiceUnavailable
 from core.metrics import ENQUEUE_FAILURES
@@ -30,7 +31,7 @@ from core.runtime import Runtime
 from core.tenancy import TenantContext
 
 log = logging.getLogger(__name__)
-PROCESS_ACTOR = "process_webhook_event"
+PROCESS_ACTOR = actors.PROCESS_WEBHOOK_EVENT
 MAX_BATCH = 512
 
 _INSERT = text("""

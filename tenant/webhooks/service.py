@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import fetch_page
 from core.errors import NotFound, PaymeshError, ValidationError
 from core.metrics import WEBHOOKS_DUPLICATE, WEBHOOKS_RECEIVED, WEBHOOKS_REJECTED
 from core.runtime import Runtime
@@ -28,7 +30,7 @@ from providers.base import WebhookVerificationError
 from providers.registry import PROVIDERS
 from tenant.audit.models import AuditLog
 from tenant.provider_configs.service import webhook_provider
-from tenant.webhooks.inbox import InboxRow, inbox_writer
+from tenant.webhooks.inbox import PROCESS_ACTOR, InboxRow, inbox_writer
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -148,8 +150,8 @@ async def list_events(session: AsyncSession, *, status: str | None, provider: st
         query = query.where(WebhookEvent.received_at >= created_from)
     if created_to:
         query = query.where(WebhookEvent.received_at < created_to)
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    return rows[:limit], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit)
+    return rows, more
 
 
 async def mark_for_replay(session: AsyncSession, event_id: uuid.UUID, actor: Actor) -> WebhookEvent:
@@ -163,6 +165,26 @@ async def mark_for_replay(session: AsyncSession, event_id: uuid.UUID, actor: Act
     row.status, row.attempts, row.last_error, row.next_attempt_at = (
         EventStatus.RECEIVED, 0, None, None)
     return row
+
+
+async def replay(runtime: Runtime, tenant: TenantContext, actor: Actor, *,
+                 event_ids: Sequence[uuid.UUID] = (), status: str | None = None,
+                 ) -> tuple[list[dict[str, object]], bool]:
+    """Put events back in the queue — these ``event_ids`` (unknown ones are skipped), or
+    else every event in ``status`` — in one transaction, then enqueue them once it has
+    committed. The HTTP replay route and ``paymesh webhooks replay`` both come here.
+    Returns the replayed events (:func:`event_out`) and whether the broker took them
+    (if not, the sweeper enqueues them: they are ``received`` again)."""
+    query = select(WebhookEvent.id).order_by(WebhookEvent.id)
+    if event_ids:
+        query = query.where(WebhookEvent.id.in_(list(event_ids)))
+    else:
+        query = query.where(WebhookEvent.status == (status or EventStatus.DEAD))
+    async with runtime.tenant_session(tenant.db_url) as session:
+        ids = list((await session.scalars(query)).all())
+        events = [event_out(await mark_for_replay(session, event_id, actor)) for event_id in ids]
+    queued = await runtime.enqueue_many(PROCESS_ACTOR, [(tenant.slug, str(i)) for i in ids])
+    return events, queued
 
 
 def event_out(row: WebhookEvent) -> dict[str, object]:

@@ -53,3 +53,67 @@ async def test_expired_entries_are_loaded_again():
     assert await cache.get_or_load("k", load) == "old"
     await asyncio.sleep(0.02)
     assert await cache.get_or_load("k", load) == "new"
+
+
+async def test_every_cache_is_declared_in_core_caches():
+    """No module keeps a cache of its own: a ``TtlCache`` made at module level anywhere but
+    in :mod:`core.caches` is one the reset and the invalidation scheme cannot reach."""
+    import ast
+    from pathlib import Path
+
+    from core import caches
+
+    root = Path(caches.__file__).resolve().parent.parent
+    strays = []
+    for package in ("core", "providers", "owner", "tenant", "workers"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name == "caches.py" and path.parent.name == "core":
+                continue
+            for node in ast.parse(path.read_text()).body:
+                value = getattr(node, "value", None)
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "TtlCache":
+                    strays.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert strays == []
+    assert all(isinstance(c, TtlCache | dict) for c in caches.REGISTRY.values())
+
+
+async def test_invalidate_and_clear_all_reach_every_cache():
+    from core import caches
+
+    for name, cache in caches.REGISTRY.items():
+        if isinstance(cache, TtlCache):
+            cache.put(("t", name), "value")
+        else:
+            cache[("t", name)] = 1.0
+    caches.invalidate("owner.catalog", ("t", "owner.catalog"))
+    assert caches.CATALOG.get(("t", "owner.catalog")) is None
+    assert caches.API_KEYS.get(("t", "owner.keys.principals")) == "value"
+    caches.clear_all()
+    for name, cache in caches.REGISTRY.items():
+        hit = cache.get(("t", name))
+        assert hit is None, name
+
+
+async def test_clear_all_drops_a_cached_tenant_that_changed_behind_its_back(
+        client, make_tenant):
+    """A tenant suspended by a write that invalidated nothing (another process, whose
+    change feed is not running here) keeps being served from the cache until
+    ``clear_all`` — then the next request sees it suspended."""
+    from sqlalchemy import text
+
+    from core import caches
+    from core.runtime import get_runtime
+
+    tenant = await make_tenant("cache")
+    ttl = caches.TENANT_CONTEXTS.ttl
+    caches.TENANT_CONTEXTS.ttl = 3600.0  # no expiry during this test
+    try:
+        assert (await client.get("/v1/providers", headers=tenant.headers)).status_code == 200
+        async with get_runtime().owner_session() as session:
+            await session.execute(text("UPDATE tenants SET status = 'suspended' "
+                                       "WHERE slug = :slug"), {"slug": tenant.slug})
+        assert (await client.get("/v1/providers", headers=tenant.headers)).status_code == 200
+        caches.clear_all()
+        assert (await client.get("/v1/providers", headers=tenant.headers)).status_code == 403
+    finally:
+        caches.TENANT_CONTEXTS.ttl = ttl
