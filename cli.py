@@ -43,7 +43,8 @@ async def _with_runtime(body: Callable[[Any], Awaitable[T]]) -> T:
     from workers.runtime import build_runtime
 
     _require_database()
-    runtime = build_runtime()
+    settings = get_settings()
+    runtime = build_runtime(settings)
     set_runtime(runtime)
     try:
         return await body(runtime)
