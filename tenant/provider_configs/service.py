@@ -23,6 +23,7 @@ from core.crypto import DataKey, WrappedKey, mask
 from core.db import after_commit, after_commit_awaited, utcnow
 from core.errors import Conflict, NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, percent_of, plain_decimal
+from core.redaction import redact
 from core.redis import get_redis
 from core.runtime import Runtime
 from core.tenancy import TenantContext, TtlCache
@@ -266,6 +267,7 @@ async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: Tena
         ok, message = result.ok, result.message
     except Exception as exc:  # noqa: BLE001 - any provider failure is a failed test
         ok, message = False, getattr(exc, "message", None) or type(exc).__name__
+    message = redact(message, provider.secrets())  # provider text: kept and returned
     row.last_tested_at = utcnow()
     row.last_test_ok = ok
     row.last_test_message = message[:500]

@@ -39,6 +39,7 @@ from core.db import utcnow
 from core.errors import ValidationError
 from core.metrics import EVENTS_DEAD, EVENTS_FAILED, EVENTS_PROCESSED, PROCESSING_LAG
 from core.money import parse_major
+from core.redaction import redact
 from core.runtime import Runtime
 from core.sql import Sql, Transaction, orm, sql
 from core.tenancy import TenantContext
@@ -311,7 +312,8 @@ async def apply(runtime: Runtime, db: AsyncSession | Transaction, tenant: Tenant
         data = event.get("data") or {}
         await payments.mark_payment_failed(
             session, provider=provider, provider_payment_id=payment_id,
-            failure_code=data.get("failure_code"), failure_message=data.get("failure_message"),
+            failure_code=data.get("failure_code"),
+            failure_message=redact(data.get("failure_message")) or None,  # provider text
             actor=WORKER)
     elif kind in (EventType.REFUND_SUCCEEDED, EventType.REFUND_FAILED,
                   EventType.DISPUTE_OPENED, EventType.DISPUTE_CLOSED):
