@@ -84,7 +84,9 @@ def rate_limited(retry_after: int, what: str) -> RateLimited:
 class SharedCounter:
     """At most ``limit`` hits per key per ``window`` seconds, across processes.
 
-    ``limit`` 0 means no limit (nothing is counted). Redis trouble fails open.
+    A key's window opens with its first hit (as Litestar's own limiter does) and lasts
+    ``window`` seconds, the same in every process (the Redis counter's TTL). ``limit`` 0
+    means no limit (nothing is counted). Redis trouble fails open.
     """
 
     def __init__(self, namespace: str, limit: int, window: int = 60) -> None:
@@ -93,22 +95,20 @@ class SharedCounter:
         self.window = window
         #: Requests counted here before they are added to Redis (1: every request).
         self.batch = max(1, limit // 100)
-        self._window_id = -1
-        #: key → [total known from Redis, counted here and not yet added]
-        self._counts: dict[str, list[int]] = {}
+        #: key → [total known from Redis, counted here and not yet added, window end]
+        self._counts: dict[str, list[float]] = {}
 
-    def _state(self, key: str, now: float) -> list[int]:
-        window_id = int(now // self.window)
-        if window_id != self._window_id:
-            self._window_id = window_id
-            self._counts = {}
+    def _state(self, key: str, now: float) -> list[float]:
         state = self._counts.get(key)
-        if state is None:
-            state = self._counts[key] = [0, 0]
+        if state is None or now >= state[2]:
+            if len(self._counts) > 10_000:  # forget spent windows
+                self._counts = {k: v for k, v in self._counts.items() if v[2] > now}
+            state = self._counts[key] = [0, 0, now + self.window]
         return state
 
-    def _retry_after(self, now: float) -> int:
-        return max(1, math.ceil(self.window - now % self.window))
+    @staticmethod
+    def _retry_after(state: list[float], now: float) -> int:
+        return max(1, math.ceil(state[2] - now))
 
     def blocked(self, key: str) -> int | None:
         """Seconds to wait if ``key`` is over its limit as far as this process knows
@@ -116,8 +116,8 @@ class SharedCounter:
         if not self.limit:
             return None
         now = time.time()
-        known, pending = self._state(key, now)
-        return self._retry_after(now) if known + pending >= self.limit else None
+        state = self._state(key, now)
+        return self._retry_after(state, now) if state[0] + state[1] >= self.limit else None
 
     async def hit(self, key: str) -> int | None:
         """Count one hit; seconds to wait if that hit is over the limit, else ``None``."""
@@ -126,20 +126,23 @@ class SharedCounter:
         now = time.time()
         state = self._state(key, now)
         if state[0] >= self.limit:  # the window is spent: refuse without counting
-            return self._retry_after(now)
+            return self._retry_after(state, now)
         state[1] += 1
         if state[1] >= self.batch or state[0] + state[1] > self.limit:
-            await self._flush(key, state, int(now // self.window))
-        return self._retry_after(now) if state[0] + state[1] > self.limit else None
+            await self._flush(key, state, now)
+        return self._retry_after(state, now) if state[0] + state[1] > self.limit else None
 
-    async def _flush(self, key: str, state: list[int], window_id: int) -> None:
-        pending, state[1] = state[1], 0
-        name = f"{self.namespace}:{key}:{window_id}"
+    async def _flush(self, key: str, state: list[float], now: float) -> None:
+        pending, state[1] = int(state[1]), 0
+        name = f"{self.namespace}:{key}"
         try:
-            async with get_redis().pipeline(transaction=False) as pipe:
+            async with get_redis().pipeline(transaction=True) as pipe:
+                pipe.set(name, 0, ex=self.window, nx=True)  # opens the shared window
                 pipe.incrby(name, pending)
-                pipe.expire(name, self.window * 2)
-                total, _ = await pipe.execute()
+                pipe.pttl(name)
+                _, total, ttl_ms = await pipe.execute()
             state[0] = max(state[0], int(total))
+            if ttl_ms and ttl_ms > 0:
+                state[2] = now + ttl_ms / 1000
         except (RedisError, OSError, RuntimeError) as exc:  # fail open
             log.warning("rate limit counter unavailable (%s)", type(exc).__name__)
