@@ -22,8 +22,16 @@ _trusted: tuple[Network, ...] = ()
 
 def parse_networks(spec: Iterable[str]) -> tuple[Network, ...]:
     """``["10.0.0.0/8", "127.0.0.1"]`` → networks; raises ``ValueError`` on a bad entry."""
-    return tuple(ipaddress.ip_network(item.strip(), strict=False)
-                 for item in spec if item.strip())
+    networks = []
+    for item in (i.strip() for i in spec):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"PAYMESH_TRUSTED_PROXIES: {item!r} is not an IP address or "
+                             "CIDR") from None
+    return tuple(networks)
 
 
 def set_trusted_proxies(spec: Iterable[str]) -> None:
