@@ -217,3 +217,18 @@ async def test_https_public_url_adds_strict_transport_security(platform):
             assert "max-age=" in missing.headers["strict-transport-security"]
     finally:
         await secured.state.runtime.close()
+
+
+async def test_paymesh_run_ignores_forwarded_for_from_untrusted_peers(live_api, make_tenant):
+    """Through the real server (``paymesh run``): a new X-Forwarded-For per request does
+    not buy a new allowance; uvicorn's own proxy-header handling is off."""
+    from tenant.pages.controllers import RATE_LIMIT
+
+    tenant = await make_tenant()
+    path = f"/pay/{tenant.slug}/{'z' * 24}"  # an unknown link: a friendly 404, still counted
+    async with httpx.AsyncClient(base_url=live_api, timeout=30) as browser:
+        statuses = [(await browser.get(path, headers={
+            "X-Forwarded-For": f"10.2.{n // 250}.{n % 250}"})).status_code
+            for n in range(RATE_LIMIT[1] + 1)]
+    assert statuses[:RATE_LIMIT[1]] == [404] * RATE_LIMIT[1], statuses
+    assert statuses[-1] == 429
