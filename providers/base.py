@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from core.redaction import redact
+from providers.redaction import redact
 
 if TYPE_CHECKING:
     import httpx
@@ -285,7 +285,7 @@ _SECRET_WORDS = ("secret", "key", "token", "password", "hash")
 
 def _redacting(method: Any) -> Any:
     """``method`` whose provider errors and provider texts (failure messages, credential
-    check reports) have the instance's secrets masked (:func:`core.redaction.redact`)."""
+    check reports) have the instance's secrets masked (:func:`providers.redaction.redact`)."""
 
     @functools.wraps(method)
     async def call(self: PaymentProvider, *args: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,6 @@ from core.crypto import DataKey, WrappedKey, mask
 from core.db import after_commit, after_commit_awaited, utcnow
 from core.errors import Conflict, NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, percent_of, plain_decimal
-from core.redaction import redact
 from core.redis import get_redis
 from core.runtime import Runtime
 from core.tenancy import TenantContext, TtlCache
@@ -31,6 +30,7 @@ from owner.catalog.models import ProviderCurrency
 from owner.catalog.service import CatalogEntry, catalog_snapshot
 from providers.base import Environment, PaymentProvider, ProviderConfig
 from providers.registry import get_provider_class
+from providers.redaction import redact
 from tenant.audit.models import AuditLog
 from tenant.provider_configs import listing
 from tenant.provider_configs.models import ProviderConfigRow

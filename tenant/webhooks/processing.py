@@ -39,11 +39,11 @@ from core.db import utcnow
 from core.errors import ValidationError
 from core.metrics import EVENTS_DEAD, EVENTS_FAILED, EVENTS_PROCESSED, PROCESSING_LAG
 from core.money import parse_major
-from core.redaction import redact
 from core.runtime import Runtime
 from core.sql import Sql, Transaction, orm, sql
 from core.tenancy import TenantContext
 from providers.base import EventType
+from providers.redaction import redact
 from tenant.payments import events as payments
 from tenant.webhooks.models import EventStatus, WebhookEvent
 

@@ -6,6 +6,9 @@ body. :func:`redact` masks what looks like a key (``sk_live_…``, ``sk_test_…
 ``sk_sandbox_…``, ``FLWSECK…``, ``whsec_…``, ``Bearer …`` tokens, long tokens after
 ``key``/``secret``/``token``/``password``) and, exactly, the secrets the caller names
 (the tenant's own configured keys, whatever their shape).
+
+It lives in ``providers`` because the key shapes are the gateways' own vocabulary;
+tenant code calls it on whatever provider text it keeps, logs or returns.
 """
 
 from __future__ import annotations
