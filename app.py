@@ -17,13 +17,16 @@ from litestar.plugins.prometheus import PrometheusController
 from sqlalchemy import text
 
 from core import actors, docs_ui
+from core.clientip import set_trusted_proxies
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
 from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
+from core.ratelimit import SharedCounter
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
+from core.security import SecurityHeaders
 from core.settings import Settings, get_settings
 from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
     logging.getLogger().setLevel(settings.log_level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     runtime = build_runtime(settings)
+    set_trusted_proxies(settings.trusted_proxies)  # X-Forwarded-For (core/clientip.py)
 
     async def sandbox_dispatch(delivery_id: str) -> None:
         """The sandbox gateway sends its webhooks through a worker, like a real gateway."""
@@ -144,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[metrics, TenancyMiddleware(lookup_key, lookup_tenant)],
+        middleware=[metrics, TenancyMiddleware(
+            lookup_key, lookup_tenant,
+            SharedCounter("paymesh:ratelimit:authfail", settings.auth_failure_limit))],
         state=State({"runtime": runtime}),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
@@ -158,6 +164,8 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         debug=False,
     )
     # the webhook door is answered before Litestar (core/lanes.py); the rest goes through it
-    return FastLanes(app, [ingest_lane(runtime)], lookup_tenant, metrics)
+    # security headers on every HTML page, error pages raised by middleware included
+    secured = SecurityHeaders(app, https=settings.public_url.startswith("https://"))
+    return FastLanes(secured, [ingest_lane(runtime)], lookup_tenant, metrics)
 
 

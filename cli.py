@@ -82,7 +82,8 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     settings = get_settings()
     uvicorn.run("app:create_app", factory=True, host=host or settings.host,
                 port=port or settings.port, workers=workers, log_level="warning",
-                access_log=False, lifespan="on")
+                access_log=False, lifespan="on",
+                proxy_headers=False)  # X-Forwarded-For: PAYMESH_TRUSTED_PROXIES
 
 
 @cli.command()

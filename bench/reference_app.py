@@ -45,6 +45,7 @@ async def healthz() -> dict[str, str]:
 #: uvicorn settings of ``paymesh run`` (cli.run); ``tests/bench`` checks they still match.
 UVICORN_SETTINGS: dict[str, Any] = {
     "workers": 1, "log_level": "warning", "access_log": False, "lifespan": "on",
+    "proxy_headers": False,
 }
 
 #: What the load sends (similar in size to a small API write).

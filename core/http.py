@@ -53,7 +53,8 @@ def _error(status: int, type_: str, code: str, message: str, param: str | None =
 
 
 def handle_paymesh_error(_: Request[Any, Any, Any], exc: PaymeshError) -> Response[Any]:
-    return Response(exc.to_dict(), status_code=exc.status_code)
+    return Response(exc.to_dict(), status_code=exc.status_code,
+                    headers=getattr(exc, "headers", None))  # Retry-After of a 429
 
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -72,6 +73,11 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     codes = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
              409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
              429: "rate_limited"}
+    if status == 429:  # Litestar's rate limit: our error object, its Retry-After
+        return Response({"error": {"type": "rate_limit_error", "code": "rate_limited",
+                                   "message": "too many requests; retry later",
+                                   "param": None}},
+                        status_code=429, headers=exc.headers or None)
     if status >= 500:
         log.error("HTTP %s: %s", status, exc.detail)
         return _error(status, "api_error", "internal_error", "internal error")

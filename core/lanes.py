@@ -97,16 +97,20 @@ class FastLanes:
                       scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         body = await _read(receive)
+        extra: dict[str, str] | None = None
         try:
             tenant = await resolve_tenant(self.tenants, slug=parts[0])
             status, answer = 200, await lane.work(tenant, parts[1], headers, body)
         except PaymeshError as exc:
             status, answer = exc.status_code, msgspec.json.encode(exc.to_dict())
+            extra = getattr(exc, "headers", None)  # Retry-After of a 429
         except Exception:  # noqa: BLE001 - answered by Litestar's error handling instead
             await self.app(scope, _replayed(body, receive), send)
             return
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [_JSON, (b"content-length", str(len(answer)).encode())]})
+        sent = [_JSON, (b"content-length", str(len(answer)).encode())]
+        if extra:
+            sent += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": sent})
         await send({"type": "http.response.body", "body": answer})
         self.metrics.record(("POST", lane.route), status, started)
 

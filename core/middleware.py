@@ -16,8 +16,10 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.audit import Actor
+from core.clientip import client_ip
 from core.errors import AuthenticationError, NotFound, PermissionDenied
 from core.metrics import HTTP_DURATION, HTTP_ERRORS, HTTP_IN_PROGRESS, HTTP_REQUESTS
+from core.ratelimit import SharedCounter, rate_limited
 from core.tenancy import KeyLookup, Principal, TenantContext, TenantLookup
 
 OWNER_PREFIX = "/v1/owner"
@@ -98,11 +100,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def actor_from_scope(scope: Scope, principal: Principal | None) -> Actor:
-    client = scope.get("client")
     return Actor(
         key_id=principal.key_id if principal else None,
         kind=principal.kind if principal else "public",
-        ip=client[0] if client else None,
+        ip=client_ip(scope),
         user_agent=_header(scope, b"user-agent"),
     )
 
@@ -117,9 +118,12 @@ class TenancyMiddleware(ASGIMiddleware):
     Unknown tenant → 404; suspended tenant → 403. No other tenant's database is touched.
     """
 
-    def __init__(self, keys: KeyLookup, tenants: TenantLookup) -> None:
+    def __init__(self, keys: KeyLookup, tenants: TenantLookup,
+                 auth_failures: SharedCounter | None = None) -> None:
         self.keys = keys
         self.tenants = tenants
+        #: Failed key checks per client address: over the limit → 429 before the check.
+        self.auth_failures = auth_failures
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         path: str = scope["path"]
@@ -145,8 +149,14 @@ class TenancyMiddleware(ASGIMiddleware):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise AuthenticationError("missing API key: send 'Authorization: Bearer <key>'")
+        client = client_ip(scope) or "unknown"
+        limit = self.auth_failures
+        if limit is not None and (retry_after := limit.blocked(client)) is not None:
+            raise rate_limited(retry_after, "failed authentications from this address")
         principal = await self.keys(raw.strip())
         if principal is None:
+            if limit is not None and (retry_after := await limit.hit(client)) is not None:
+                raise rate_limited(retry_after, "failed authentications from this address")
             raise AuthenticationError("invalid or revoked API key")
         return principal
 

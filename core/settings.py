@@ -59,6 +59,12 @@ class Settings:
     #: ``smtp://user:pass@host:port``: notifications go by SMTP (else to the log).
     smtp_url: str | None = None
     log_level: str = "INFO"
+    #: Proxies whose ``X-Forwarded-For`` is believed (IPs/CIDRs); none by default.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Webhooks accepted per tenant and provider per minute (0: no limit).
+    webhook_rate_limit: int = 100_000
+    #: Failed API-key authentications per client IP per minute before 429.
+    auth_failure_limit: int = 20
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,6 +118,10 @@ def get_settings() -> Settings:
         sweep_stuck_after_seconds=_int("PAYMESH_SWEEP_STUCK_AFTER_SECONDS", 60),
         smtp_url=_env("PAYMESH_SMTP_URL"),
         log_level=_env("PAYMESH_LOG_LEVEL", "INFO") or "INFO",
+        trusted_proxies=tuple(p.strip() for p in (_env("PAYMESH_TRUSTED_PROXIES", "") or "")
+                              .split(",") if p.strip()),
+        webhook_rate_limit=_int("PAYMESH_WEBHOOK_RATE_LIMIT", 100_000),
+        auth_failure_limit=_int("PAYMESH_AUTH_FAILURE_LIMIT", 20),
     )
 
 

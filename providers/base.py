@@ -7,11 +7,14 @@ its own API. Amounts are integer minor units with an upper-case ISO-4217 currenc
 from __future__ import annotations
 
 import abc
+import functools
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
+
+from providers.redaction import redact
 
 if TYPE_CHECKING:
     import httpx
@@ -144,16 +147,27 @@ class CredentialCheck(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProviderError(Exception):
-    """Base of every provider failure. ``code`` is stable and safe to show to clients."""
+    """Base of every provider failure. ``code`` is stable and safe to show to clients.
+
+    ``message`` may quote the provider (or a proxy in front of it), so it is redacted
+    here (key-shaped strings) and again by :class:`PaymentProvider` with the tenant's
+    own secrets before it leaves the provider.
+    """
 
     code = "provider_error"
     retryable = False
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
+
+    def redact(self, secrets: tuple[str | None, ...]) -> None:
+        """Mask ``secrets`` (exact values) in the message."""
+        self.message = redact(self.message, secrets)
+        self.args = (self.message,)
 
 
 class PaymentDeclined(ProviderError):
@@ -214,6 +228,20 @@ class PaymentProvider(abc.ABC):
     #: Keys a tenant must supply (``public_key``, ``secret_key``, ``webhook_secret``).
     required_keys: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _REDACTED_CALLS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__redacted__", False):
+                setattr(cls, name, _redacting(method))
+
+    def secrets(self) -> tuple[str | None, ...]:
+        """The configured secrets, masked by value in whatever leaves the provider."""
+        config = self.config
+        return (config.secret_key, config.webhook_secret, config.public_key,
+                *(v for k, v in config.config.items()
+                  if isinstance(v, str) and any(w in k.lower() for w in _SECRET_WORDS)))
+
     def __init__(self, config: ProviderConfig, http: httpx.AsyncClient | None = None) -> None:
         if http is None:  # imported here: applying webhook events needs no HTTP client
             import httpx
@@ -249,3 +277,30 @@ class PaymentProvider(abc.ABC):
     @abc.abstractmethod
     async def test_credentials(self) -> CredentialCheck:
         """Call the provider with the stored keys and say whether they work."""
+
+
+_REDACTED_CALLS = ("create_payment", "fetch_payment", "refund", "test_credentials")
+_SECRET_WORDS = ("secret", "key", "token", "password", "hash")
+
+
+def _redacting(method: Any) -> Any:
+    """``method`` whose provider errors and provider texts (failure messages, credential
+    check reports) have the instance's secrets masked (:func:`providers.redaction.redact`)."""
+
+    @functools.wraps(method)
+    async def call(self: PaymentProvider, *args: Any, **kwargs: Any) -> Any:
+        try:
+            result = await method(self, *args, **kwargs)
+        except ProviderError as exc:
+            exc.redact(self.secrets())
+            raise
+        if isinstance(result, PaymentResult) and result.failure_message:
+            return msgspec.structs.replace(
+                result, failure_message=redact(result.failure_message, self.secrets()))
+        if isinstance(result, CredentialCheck):
+            return msgspec.structs.replace(result,
+                                           message=redact(result.message, self.secrets()))
+        return result
+
+    call.__redacted__ = True  # type: ignore[attr-defined]
+    return call

@@ -33,6 +33,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.enums import MediaType
 from litestar.response import Redirect
 
+from core.ratelimit import FailOpenRateLimit, RedisRateLimitConfig, client_of
 from providers.sandbox import engine, store
 from providers.sandbox.models import (
     DisputeBody,
@@ -147,6 +148,13 @@ def _after_result(payment: Payment) -> Response[Any]:
 # ------------------------------------------------------------------ router
 
 
+#: The hosted pages, per client address (Litestar's rate limiting over Redis).
+PAGE_RATE_LIMIT = RedisRateLimitConfig(rate_limit=("minute", 120),
+                                       identifier_for_request=client_of,
+                                       middleware_class=FailOpenRateLimit,
+                                       namespace="paymesh:ratelimit:sandbox")
+
+
 def create_gateway_router(dispatch: Dispatch) -> Router:
     """The ``/sandbox`` router. ``dispatch(delivery_id)`` must arrange :func:`deliver_webhook`.
 
@@ -197,7 +205,7 @@ def create_gateway_router(dispatch: Dispatch) -> Router:
         account = engine.account_for(_bearer(request))
         return _json({"id": account, "object": "account", "livemode": False})
 
-    @get("/checkout/{payment_id:str}")
+    @get("/checkout/{payment_id:str}", middleware=[PAGE_RATE_LIMIT.middleware])
     async def checkout_form(payment_id: str) -> Response[Any]:
         try:
             payment = await engine.get_payment(payment_id)
@@ -205,7 +213,7 @@ def create_gateway_router(dispatch: Dispatch) -> Router:
             return _html(not_found_page(payment_id), 404)
         return _html(checkout_page(payment))
 
-    @post("/checkout/{payment_id:str}")
+    @post("/checkout/{payment_id:str}", middleware=[PAGE_RATE_LIMIT.middleware])
     async def checkout_submit(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
         form = await request.form()
         card_number = re.sub(r"[\s-]", "", str(form.get("card_number") or ""))
@@ -222,7 +230,7 @@ def create_gateway_router(dispatch: Dispatch) -> Router:
         await send_later(delivery)
         return _after_result(payment)
 
-    @post("/checkout/{payment_id:str}/cancel")
+    @post("/checkout/{payment_id:str}/cancel", middleware=[PAGE_RATE_LIMIT.middleware])
     async def checkout_cancel(payment_id: str) -> Response[Any]:
         try:
             payment = await engine.cancel(payment_id)

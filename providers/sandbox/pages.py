@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from core.security import allow_inline_style
 from providers.sandbox.engine import TEST_CARDS
 from providers.sandbox.models import Payment, PaymentStatus, format_amount, result_url
 
@@ -22,6 +23,7 @@ button{margin-top:1rem;padding:.6rem 1.2rem;font-size:1rem;cursor:pointer}
 .error{background:#fdecea;color:#611a15;padding:.5rem .75rem;border-radius:4px}
 .note{color:#555;font-size:.85rem}
 """
+allow_inline_style(_STYLE)  # the pages' one inline block, allowed by hash in the CSP
 
 
 def _layout(title: str, body: str) -> str:

@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from litestar import Litestar, Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException
-from litestar.middleware.rate_limit import (
-    CacheObject,
-    RateLimitConfig,
-    RateLimitMiddleware,
-    get_remote_address,
-)
 from litestar.response import Redirect
-from litestar.stores.base import Store
-from litestar.stores.redis import RedisStore
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor
 from core.errors import PaymeshError
 from core.http import EXCEPTION_HANDLERS
-from core.redis import get_redis
+from core.ratelimit import FailOpenRateLimit, RedisRateLimitConfig, client_of
 from core.runtime import Runtime
 from core.tenancy import TenantContext
 from tenant.orders import service as orders
@@ -54,43 +43,14 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 # ----------------------------------------------------------------------------- rate limit
 
 
-class _FailOpenRateLimit(RateLimitMiddleware):
-    async def retrieve_cached_history(self, key: str, store: Store) -> CacheObject:
-        try:
-            return await super().retrieve_cached_history(key, store)
-        except (RedisError, OSError) as exc:
-            log.warning("rate limit store unavailable (%s); not limiting", type(exc).__name__)
-            return CacheObject(history=[], reset=int(time.time()) + 60)
-
-    async def set_cached_history(self, key: str, cache_object: CacheObject,
-                                 store: Store) -> None:
-        try:
-            await super().set_cached_history(key, cache_object, store)
-        except (RedisError, OSError):
-            pass
-
-
-@dataclass
-class RedisRateLimitConfig(RateLimitConfig):
-    """Litestar's rate limiting with its ``RedisStore`` on Paymesh's Redis, shared by
-    every API process behind the load balancer."""
-
-    namespace: str = "paymesh:ratelimit:pay"
-
-    def get_store_from_app(self, app: Litestar) -> Store:
-        try:
-            return RedisStore(redis=get_redis(), namespace=self.namespace)
-        except RuntimeError:  # no Redis configured: per-process memory
-            return app.stores.get(self.namespace)
-
-
 def _client_and_tenant(request: Request[Any, Any, Any]) -> str:
-    return f"{get_remote_address(request)}:{request.path_params.get('slug', '')}"
+    return f"{client_of(request)}:{request.path_params.get('slug', '')}"
 
 
 RATE_LIMIT_CONFIG = RedisRateLimitConfig(rate_limit=RATE_LIMIT,
                                          identifier_for_request=_client_and_tenant,
-                                         middleware_class=_FailOpenRateLimit)
+                                         middleware_class=FailOpenRateLimit,
+                                         namespace="paymesh:ratelimit:pay")
 
 
 # ----------------------------------------------------------------------------- errors

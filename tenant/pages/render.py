@@ -6,6 +6,7 @@ so they need nothing from the composition root but their router.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from litestar import Response
 from litestar.enums import MediaType
 
 from core.money import plain_decimal, to_major
+from core.security import allow_inline_style
 
 LOCALE = "en_US"
 _env = Environment(
@@ -36,6 +38,17 @@ def percent(rate: Decimal) -> str:
 
 _env.filters["money"] = money
 _env.filters["percent"] = percent
+
+
+def _allow_styles() -> None:
+    """The pages' only inline content is base.html's ``<style>``: allow it by hash in the
+    Content-Security-Policy (:mod:`core.security`), exactly as rendered."""
+    html = _env.get_template("message.html").render(title="", text="")
+    for css in re.findall(r"<style>(.*?)</style>", html, re.S):
+        allow_inline_style(css)
+
+
+_allow_styles()
 
 
 def page(template: str, status: int = 200, headers: dict[str, str] | None = None,

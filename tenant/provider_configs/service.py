@@ -37,6 +37,7 @@ from owner.catalog.models import ProviderCurrency
 from owner.catalog.service import CatalogEntry, catalog_snapshot
 from providers.base import Environment, PaymentProvider, ProviderConfig
 from providers.registry import get_provider_class
+from providers.redaction import redact
 from tenant.audit.models import AuditLog
 from tenant.provider_configs import listing
 from tenant.provider_configs.models import ProviderConfigRow
@@ -302,6 +303,7 @@ async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: Tena
         ok, message = result.ok, result.message
     except Exception as exc:  # noqa: BLE001 - any provider failure is a failed test
         ok, message = False, getattr(exc, "message", None) or type(exc).__name__
+    message = redact(message, provider.secrets())  # provider text: kept and returned
     row.last_tested_at = utcnow()
     row.last_test_ok = ok
     row.last_test_message = message[:500]

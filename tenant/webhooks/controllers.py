@@ -13,6 +13,7 @@ from core.audit import Actor
 from core.errors import NotFound
 from core.http import page_params
 from core.lanes import TenantPathLane
+from core.ratelimit import SharedCounter, rate_limited
 from core.runtime import Runtime
 from core.settings import get_settings
 from core.tenancy import TenantContext
@@ -24,9 +25,24 @@ _RECEIVED = msgspec.json.encode({"received": True, "duplicate": False})
 _DUPLICATE = msgspec.json.encode({"received": True, "duplicate": True})
 
 
+_limits: dict[int, SharedCounter] = {}
+
+
+def _limit(runtime: Runtime) -> SharedCounter:
+    """Webhooks per tenant and provider per minute (``PAYMESH_WEBHOOK_RATE_LIMIT``)."""
+    limit = runtime.settings.webhook_rate_limit
+    counter = _limits.get(limit)
+    if counter is None:
+        counter = _limits[limit] = SharedCounter("paymesh:ratelimit:webhooks", limit)
+    return counter
+
+
 async def _ingest(runtime: Runtime, tenant: TenantContext, provider: str,
                   headers: dict[str, str], body: bytes) -> bytes:
     """Store the event; the JSON answer, the same whichever door took the request."""
+    retry_after = await _limit(runtime).hit(f"{tenant.id}:{provider}")
+    if retry_after is not None:
+        raise rate_limited(retry_after, "webhooks for this tenant and provider")
     _, created = await service.ingest(runtime, tenant, provider, headers, body)
     return _RECEIVED if created else _DUPLICATE
 

@@ -43,6 +43,7 @@ from core.runtime import Runtime
 from core.sql import Sql, Transaction, orm, sql
 from core.tenancy import TenantContext
 from providers.base import EventType
+from providers.redaction import redact
 from tenant.payments import events as payments
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
@@ -190,7 +191,8 @@ async def process(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID) 
             return await _attempt(runtime, tenant, event_id, mates)
         except _BatchFailed as failed:
             log.warning("event %s: its batch (mates %s) was rolled back: %s: %s", event_id,
-                        mates.value, type(failed.__cause__).__name__, failed.__cause__)
+                        mates.value, type(failed.__cause__).__name__,
+                        redact(str(failed.__cause__)))
             if failed.event_id is not None:
                 await _record_failure(runtime, tenant, failed.event_id, failed.__cause__)
                 break
@@ -266,7 +268,7 @@ async def _record_failure(runtime: Runtime, tenant: TenantContext, event_id: uui
             return await statements.fetchval(_STATUS, event_id) or "missing"
         event = _Claimed(*claimed)
         attempts = event.attempts + 1
-        error = f"{type(exc).__name__}: {exc}"[:1000]
+        error = redact(f"{type(exc).__name__}: {exc}")[:1000]  # stored, logged, returned
         if attempts >= MAX_ATTEMPTS:
             status, next_attempt_at = EventStatus.DEAD, None
             EVENTS_DEAD.labels(event.provider).inc()
@@ -311,7 +313,8 @@ async def apply(runtime: Runtime, db: AsyncSession | Transaction, tenant: Tenant
         data = event.get("data") or {}
         await payments.mark_payment_failed(
             session, provider=provider, provider_payment_id=payment_id,
-            failure_code=data.get("failure_code"), failure_message=data.get("failure_message"),
+            failure_code=data.get("failure_code"),
+            failure_message=redact(data.get("failure_message")) or None,  # provider text
             actor=WORKER)
     elif kind in (EventType.REFUND_SUCCEEDED, EventType.REFUND_FAILED,
                   EventType.DISPUTE_OPENED, EventType.DISPUTE_CLOSED):

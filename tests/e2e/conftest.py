@@ -32,7 +32,8 @@ def live_server(platform, client, tmp_path_factory) -> Iterator[str]:  # noqa: A
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--host",
-             "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+             "127.0.0.1", "--port", str(port), "--log-level", "warning",
+             "--no-proxy-headers"],  # as `paymesh run`: X-Forwarded-For is the app's call
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
