@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timedelta
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
 import msgspec
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -287,7 +286,8 @@ async def list_orders(session: AsyncSession, *, pay_base: str, page: int, limit:
     if customer_email:
         query = query.where(Order.customer_email == customer_email)
     rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
-    outs = await _with_options(runtime, tenant, session, [to_out(r, pay_base) for r in rows[:limit]])
+    outs = await _with_options(runtime, tenant, session,
+                               [to_out(r, pay_base) for r in rows[:limit]])
     return outs, len(rows) > limit
 
 

@@ -171,8 +171,9 @@ async def put_config(
                               param=f"config.{where}" if where else "config") from exc
     if data.currencies is msgspec.UNSET and row is not None:
         currencies = list(row.currencies)
-    else:
-        currencies = [normalize_currency(c, param="currencies") for c in data.currencies or []]
+    else:  # given, null (→ every currency) or omitted on a new row (→ the default, [])
+        given = data.currencies if isinstance(data.currencies, list) else []
+        currencies = [normalize_currency(c, param="currencies") for c in given]
         unsupported = [c for c in currencies if c not in entry.currencies
                        or not entry.currencies[c].is_active]
         if unsupported:
@@ -206,6 +207,9 @@ async def put_config(
     missing = [k for k in entry.required_keys if getattr(row, f"{k}_enc") is None]
     if missing and enabled:
         raise ValidationError(f"{code} requires {', '.join(missing)}", param=missing[0])
+    if not fresh and (changed_keys or environment != row.environment or config != row.config):
+        # a credential test of other keys says nothing about these
+        row.last_tested_at = row.last_test_ok = row.last_test_message = None
     if is_default:
         await session.execute(
             update(ProviderConfigRow).where(ProviderConfigRow.provider_code != code,

@@ -185,6 +185,12 @@ async def test_a_failed_credential_test_takes_a_provider_out(client, make_tenant
     assert 'value="sandbox"' in page.text and f'value="{dead}"' not in page.text
     started = await client.post(f"/v1/orders/{made['id']}/checkout", json={}, headers=h)
     assert started.status_code == 201 and started.json()["payment"]["provider"] == "sandbox"
+    # new keys: the old test result no longer applies
+    fixed = await client.put(f"/v1/providers/{dead}", json={"secret_key": SANDBOX_KEY + "2"},
+                             headers=h)
+    assert fixed.status_code == 200 and fixed.json()["last_test_ok"] is None
+    listed = (await client.get("/v1/providers/available?currency=USD", headers=h)).json()
+    assert next(p for p in listed["data"] if p["code"] == dead)["usable"] is True
 
 
 async def test_pay_page_never_swaps_the_customers_choice(client, make_tenant, owner_headers):
