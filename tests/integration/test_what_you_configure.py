@@ -316,3 +316,25 @@ async def test_tax_rate_is_a_documented_percent(client, make_tenant):
     assert ok.status_code == 200 and ok.json()["tax_rate"] == "8.25"
     schema = (await client.get("/schema/openapi.json")).text
     assert "Tax rate in percent" in schema and "0.0825" in schema
+
+
+async def test_invoice_counter_migration_starts_after_the_issued_numbers(platform, client,
+                                                                        make_tenant):
+    from sqlalchemy import text
+
+    from core import migrate
+    from core.db import autocommit_connection, with_database
+
+    tenant = await make_tenant()
+    for _ in range(3):
+        await order(client, tenant)
+    url = with_database(platform["PAYMESH_DATABASE_URL"],
+                        platform["PAYMESH_TENANT_DB_PREFIX"] + tenant.slug.replace("-", "_"))
+    await migrate.downgrade(url, "tenant", "0005_ledger_reference_checks")
+    async with autocommit_connection(url) as conn:
+        assert (await conn.execute(text("SELECT nextval('order_number_seq')"))).scalar() == 4
+        await conn.execute(text("SELECT setval('order_number_seq', 40)"))  # numbers lost
+    await migrate.upgrade(url, "tenant")
+    async with autocommit_connection(url) as conn:
+        counter = (await conn.execute(text("SELECT last_number FROM invoice_counter"))).scalar()
+    assert counter == 3  # the highest number issued, not the sequence's position
