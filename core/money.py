@@ -56,6 +56,12 @@ def percent_of(amount: int, percent: Decimal) -> int:
     return round_minor(Decimal(amount) * percent / Decimal(100))
 
 
+def processing_fee(amount: int, percent: Decimal, fixed: int) -> int:
+    """A provider's fee on ``amount``: ``percent`` of it plus ``fixed`` minor units. The one
+    formula behind both a quoted fee (provider selection) and a charged one (the sandbox)."""
+    return percent_of(amount, percent) + fixed
+
+
 def convert(amount: int, from_currency: str, to_currency: str, rate: Decimal) -> int:
     """Convert minor units at ``rate`` (units of ``to`` per one unit of ``from``)."""
     shift = exponent(to_currency) - exponent(from_currency)

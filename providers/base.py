@@ -270,6 +270,13 @@ class PaymentProvider(abc.ABC):
     def parse_webhook(self, request: WebhookRequest) -> NormalizedEvent:
         """Turn a verified webhook body into one normalized event."""
 
+    @classmethod
+    def check_key(cls, name: str, value: str) -> str | None:
+        """Why ``value`` cannot be this provider's ``name`` key (a message), or ``None``:
+        checked when a tenant saves it, so a malformed key is refused at once rather than
+        at the first checkout."""
+        return None
+
     def public_config(self) -> dict[str, Any]:
         """What a browser may see (publishable key, …). Never secrets."""
         return {}

@@ -16,8 +16,9 @@ import msgspec
 from redis.asyncio.client import Pipeline
 
 from core.errors import ValidationError
-from core.money import normalize_currency, percent_of
+from core.money import normalize_currency, processing_fee
 from core.settings import get_settings
+from owner.catalog.seed import CATALOG
 from providers.sandbox import store
 from providers.sandbox.models import (
     Dispute,
@@ -39,10 +40,23 @@ from providers.sandbox.signing import webhook_secret_for
 from providers.sandbox.store import IDEMPOTENCY_TTL, key, read, transact, write
 
 MAX_AMOUNT = 10**12
-#: The sandbox's simulated processing fee, so ledgers and net-payout reports see one.
+#: The sandbox's simulated processing fee, so ledgers and net-payout reports see one: the
+#: fee its catalog entry quotes (``owner/catalog/seed.py``), per currency; other
+#: currencies pay FEE_PERCENT.
 FEE_PERCENT = Decimal("2.9")
+FEES: dict[str, tuple[Decimal, int]] = {
+    row[0]: (Decimal(row[1]), row[2])
+    for entry in CATALOG if entry["code"] == "sandbox" for row in entry["currencies"]
+}
 
-_KEY_FORMAT = re.compile(r"^sk_sandbox_[A-Za-z0-9_]{8,120}$")
+
+def fee_for(amount: int, currency: str) -> int:
+    """What the sandbox charges on ``amount`` (the catalog's quote, same formula)."""
+    percent, fixed = FEES.get(currency, (FEE_PERCENT, 0))
+    return processing_fee(amount, percent, fixed)
+
+
+KEY_FORMAT = re.compile(r"^sk_sandbox_[A-Za-z0-9_]{8,120}$")
 
 #: Test cards: number → (status, failure code, failure message).
 TEST_CARDS: dict[str, tuple[PaymentStatus, str | None, str | None]] = {
@@ -62,7 +76,7 @@ def _fingerprint(body: msgspec.Struct) -> str:
 
 def account_for(secret_key: str | None) -> str:
     """The account a secret key belongs to (accounts exist as soon as a key is used)."""
-    if not secret_key or not _KEY_FORMAT.match(secret_key):
+    if not secret_key or not KEY_FORMAT.match(secret_key):
         raise GatewayError(401, "invalid_api_key", "Invalid API key provided.")
     return "acct_" + hashlib.sha256(secret_key.encode()).hexdigest()[:16]
 
@@ -93,7 +107,8 @@ async def create_payment(
         currency = normalize_currency(body.currency)
     except ValidationError as exc:
         raise GatewayError(400, "invalid_currency", exc.message, param="currency") from exc
-    fingerprint = _fingerprint(body)
+    # the endpoint's signing secret is not part of what the idempotency key compares
+    fingerprint = _fingerprint(msgspec.structs.replace(body, webhook_secret=None))
     idem = key("idem", f"{account}:payment:{idempotency_key}") if idempotency_key else None
     account_key = key("account", account)
     payment = Payment(
@@ -116,7 +131,7 @@ async def create_payment(
 
     stored = await store.create_once(
         "payment", payment, payment.id, Payment, idem,
-        also=(account_key, webhook_secret_for(secret_key or "")))
+        also=(account_key, body.webhook_secret or webhook_secret_for(secret_key or "")))
     if stored.id != payment.id and stored.request_hash != fingerprint:
         raise GatewayError(
             422,
@@ -155,7 +170,7 @@ async def pay(payment_id: str, card_number: str) -> tuple[Payment, str | None]:
         payment.failure_code, payment.failure_message = failure_code, failure_message
         if status is PaymentStatus.SUCCEEDED:
             payment.paid_at = store.now()
-            payment.fee = percent_of(payment.amount, FEE_PERCENT)
+            payment.fee = fee_for(payment.amount, payment.currency)
         kind = (
             EventKind.PAYMENT_SUCCEEDED
             if status is PaymentStatus.SUCCEEDED

@@ -65,6 +65,9 @@ class PaymentBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cancel_url: str | None = None
     notify_url: str | None = None
     metadata: dict[str, str] = {}
+    #: The signing secret of ``notify_url``'s endpoint when the merchant set their own
+    #: (else one derived from the secret key, see ``signing.webhook_secret_for``).
+    webhook_secret: str | None = None
 
 
 class RefundBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -36,6 +36,7 @@ from providers.base import (
     WebhookVerificationError,
 )
 from providers.sandbox import gateway
+from providers.sandbox.engine import KEY_FORMAT
 from providers.sandbox.models import GatewayError
 from providers.sandbox.signing import verify_signature, webhook_secret_for
 from providers.transport import credential_check, decode_json, send
@@ -169,6 +170,8 @@ class SandboxProvider(PaymentProvider):
             "notify_url": self.notify_url,
             "metadata": {"tenant": self.config.tenant, **request.metadata},
         }
+        if self.config.webhook_secret:  # the endpoint's secret, as a dashboard would hold it
+            body["webhook_secret"] = self.config.webhook_secret
         view = await self._payment_call(None, body, request.idempotency_key)
         return self._result(view)
 
@@ -192,6 +195,13 @@ class SandboxProvider(PaymentProvider):
             amount=view["amount"],
             currency=view["currency"],
         )
+
+    @classmethod
+    def check_key(cls, name: str, value: str) -> str | None:
+        if name == "secret_key" and not KEY_FORMAT.match(value):
+            return ("secret_key must be a sandbox key: sk_sandbox_ followed by 8 to 120 "
+                    "letters, digits or underscores")
+        return None
 
     def _signing_secret(self) -> str:
         if self.config.webhook_secret:

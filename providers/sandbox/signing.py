@@ -3,7 +3,9 @@
 It mirrors Stripe's: ``Sandbox-Signature: t=<unix ts>,v1=<hex HMAC-SHA256(secret,
 "{t}.{body}")>``. The signing secret is derived from the account's secret key, so a tenant
 who pastes only the secret key still gets verifiable webhooks (like a real gateway handing
-out a ``whsec_`` per endpoint, without a dashboard to copy it from).
+out a ``whsec_`` per endpoint, without a dashboard to copy it from). A tenant who set
+their own ``webhook_secret`` gets it used instead: the provider hands it to the gateway
+with each payment (``PaymentBody.webhook_secret``) and verifies with it.
 """
 
 from __future__ import annotations

@@ -30,12 +30,15 @@ class OrderController(Controller):
                           status: str | None = None, payment_status: str | None = None,
                           created_from: datetime | None = None,
                           created_to: datetime | None = None,
-                          customer_email: str | None = None) -> Page[OrderOut]:
+                          customer_email: str | None = None,
+                          provider: str | None = None) -> Page[OrderOut]:
+        """``provider``: only orders with a payment attempt at that provider."""
         page, limit = page_params(page, limit)
         data, more = await service.list_orders(
             tenant_db, pay_base=pay_base(runtime, tenant), page=page, limit=limit,
             status=status, payment_status=payment_status, created_from=created_from,
-            created_to=created_to, customer_email=customer_email)
+            created_to=created_to, customer_email=customer_email, provider=provider,
+            runtime=runtime, tenant=tenant)
         return Page(data=data, page=page, limit=limit, has_more=more)
 
     @post("/", status_code=201)
@@ -48,14 +51,16 @@ class OrderController(Controller):
         async with runtime.tenants.transaction(tenant.db_url) as db:
             async def work() -> tuple[int, OrderOut]:
                 return 201, await service.create_order(db, data, actor=actor,
-                                                       pay_base=pay_base(runtime, tenant))
+                                                       pay_base=pay_base(runtime, tenant),
+                                                       runtime=runtime, tenant=tenant)
 
             return await run_idempotent(request, db, work)
 
     @get("/{order_id:uuid}")
     async def read(self, runtime: Runtime, tenant: TenantContext, tenant_db: AsyncSession,
                    order_id: uuid.UUID) -> OrderOut:
-        return await service.read_order(tenant_db, order_id, pay_base(runtime, tenant))
+        return await service.read_order(tenant_db, order_id, pay_base(runtime, tenant),
+                                        runtime=runtime, tenant=tenant)
 
     @post("/{order_id:uuid}/transition", status_code=200)
     async def transition(self, runtime: Runtime, tenant: TenantContext,

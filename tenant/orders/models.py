@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric
-from sqlalchemy import Sequence, String, func, text
+from sqlalchemy import SmallInteger, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -20,8 +20,19 @@ def _in(column: str, values: type) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"  # type: ignore[attr-defined]
 
 
-#: Source of the human invoice numbers (``INV-000042``); unique per tenant database.
-ORDER_NUMBERS = Sequence("order_number_seq", metadata=TenantBase.metadata)
+class InvoiceCounter(TenantBase):
+    """Source of the human invoice numbers (``INV-000042``): one row, incremented in the
+    order's own transaction, so a refused order gives its number back (no gaps)."""
+
+    __tablename__ = "invoice_counter"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    last_number: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("id = 1", name="one_row"),
+        CheckConstraint("last_number >= 0", name="last_number_nonnegative"),
+    )
 
 
 class Order(IdMixin, TimestampMixin, TenantBase):

@@ -81,3 +81,8 @@ class OrderOut(msgspec.Struct, kw_only=True):
     cancelled_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    #: The providers that can take this order's currency and amount right now, best
+    #: first (what ``GET /v1/providers/for-currency/{currency}?amount=`` considers); ``[]``
+    #: when nothing can (the customer would find no way to pay online) or the order is
+    #: not payable. ``null`` in the responses of transition and cancel.
+    payment_options: list[str] | None = None

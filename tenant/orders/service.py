@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,12 +22,17 @@ from core.audit import Actor, audit_row
 from core.db import fetch_page, utcnow
 from core.errors import NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, plain_decimal
+from core.runtime import Runtime
 from core.sql import Transaction, json_param, orm, sql
+from core.tenancy import TenantContext
 from tenant.orders import lifecycle, pricing, reservations
 from tenant.orders.models import Order
 from tenant.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenant.orders.states import PAYABLE, Fulfillment, OrderStatus, PaymentStatus, allowed_targets
 from tenant.products.models import ProductKind
+from tenant.provider_configs import service as provider_configs
+from tenant.provider_configs import snapshots
+from tenant.provider_configs.snapshots import CONFIGS_VERSION_SQL
 from tenant.settings import service as settings_service
 from tenant.settings.models import DEFAULT_RESERVATION_TTL_MINUTES
 
@@ -71,18 +78,23 @@ def _check_extras(data: OrderIn) -> None:
                               "40 characters", param="metadata")
 
 
-#: The products an order names, and the tenant's settings (one row even without products).
-_FOR_ORDER = """
+#: The products an order names, the tenant's settings and the version of its provider
+#: configurations (one row even without products).
+_FOR_ORDER = f"""
 SELECT p.id, p.name, p.kind, p.price, p.currency, p.stock, p.active,
-       s.tax_rate, s.reservation_ttl_minutes
+       s.tax_rate, s.reservation_ttl_minutes, ({CONFIGS_VERSION_SQL}) AS configs_version
 FROM (SELECT 1) AS one
 LEFT JOIN tenant_settings s ON s.id = 1
 LEFT JOIN products p ON p.id = ANY($1::uuid[])
 """
 
 #: The order with its number (``INV-000042``), its lines and its audit row: one statement.
+#: The number comes from the counter row, in this transaction: an order that is refused
+#: later (stock, …) rolls it back with everything else, so numbers have no gaps. The row
+#: stays locked until the transaction ends, so a tenant's orders are numbered one at a time.
 _INSERT_ORDER = """
-WITH seq AS (SELECT nextval('order_number_seq') AS n),
+WITH seq AS (UPDATE invoice_counter SET last_number = last_number + 1 WHERE id = 1
+             RETURNING last_number AS n),
 o AS (
     INSERT INTO orders (id, number, pay_token, status, payment_status, fulfillment, currency,
                         customer_email, subtotal, discount, tax, total, original_amount,
@@ -153,8 +165,27 @@ def _build_items(data: OrderIn, currency: str, products: dict[uuid.UUID, Any]
     return lines, wanted
 
 
+async def options_for(runtime: Runtime, tenant: TenantContext,
+                      configs: Sequence[Any], outs: list[OrderOut]) -> list[OrderOut]:
+    """``outs`` with their ``payment_options`` (see :class:`OrderOut`)."""
+    payable = [o for o in outs if OrderStatus(o.status) in PAYABLE and o.total > 0]
+    options = await provider_configs.payment_options(
+        runtime, tenant, configs, [(o.currency, o.total) for o in payable])
+    return [msgspec.structs.replace(o, payment_options=options.get((o.currency, o.total), []))
+            for o in outs]
+
+
+async def _with_options(runtime: Runtime | None, tenant: TenantContext | None,
+                        session: AsyncSession, outs: list[OrderOut]) -> list[OrderOut]:
+    if runtime is None or tenant is None:
+        return outs
+    return await options_for(runtime, tenant, await provider_configs.list_configs(session), outs)
+
+
 async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: Actor,
-                       pay_base: str, now: datetime | None = None) -> OrderOut:
+                       pay_base: str, now: datetime | None = None,
+                       runtime: Runtime | None = None,
+                       tenant: TenantContext | None = None) -> OrderOut:
     """One read (products, settings) and one write (order, lines, audit row) in the
     request's transaction, plus the holds when a product's stock is tracked."""
     now = now or utcnow()
@@ -197,7 +228,11 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
     if wanted:
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)
-    return to_out(order, pay_base)
+    out = to_out(order, pay_base)
+    if runtime is None or tenant is None:
+        return out
+    configs = await snapshots.configs_at(db, tenant, rows[0]["configs_version"])
+    return (await options_for(runtime, tenant, configs, [out]))[0]
 
 
 async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
@@ -207,8 +242,11 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
     return order
 
 
-async def read_order(session: AsyncSession, order_id: uuid.UUID, pay_base: str) -> OrderOut:
-    return to_out(await get_order(session, order_id), pay_base)
+async def read_order(session: AsyncSession, order_id: uuid.UUID, pay_base: str, *,
+                     runtime: Runtime | None = None,
+                     tenant: TenantContext | None = None) -> OrderOut:
+    out = to_out(await get_order(session, order_id), pay_base)
+    return (await _with_options(runtime, tenant, session, [out]))[0]
 
 
 async def read_by_token(session: AsyncSession, token: str, pay_base: str) -> OrderOut | None:
@@ -220,8 +258,18 @@ async def read_by_token(session: AsyncSession, token: str, pay_base: str) -> Ord
 async def list_orders(session: AsyncSession, *, pay_base: str, page: int, limit: int,
                       status: str | None = None, payment_status: str | None = None,
                       created_from: datetime | None = None, created_to: datetime | None = None,
-                      customer_email: str | None = None) -> tuple[list[OrderOut], bool]:
+                      customer_email: str | None = None, provider: str | None = None,
+                      runtime: Runtime | None = None, tenant: TenantContext | None = None,
+                      ) -> tuple[list[OrderOut], bool]:
     query = select(Order).order_by(Order.created_at.desc(), Order.id)
+    if provider is not None:
+        # orders with a payment attempt at that provider (any outcome)
+        from tenant.payments.models import Payment
+
+        if not provider or len(provider) > 32:
+            raise ValidationError("provider must be a provider code", param="provider")
+        query = query.where(Order.id.in_(
+            select(Payment.order_id).where(Payment.provider == provider)))
     if status is not None:
         if status not in set(OrderStatus):
             raise ValidationError(f"unknown order status '{status}'", param="status")
@@ -238,7 +286,7 @@ async def list_orders(session: AsyncSession, *, pay_base: str, page: int, limit:
     if customer_email:
         query = query.where(Order.customer_email == customer_email)
     rows, more = await fetch_page(session, query, page, limit)
-    return [to_out(r, pay_base) for r in rows], more
+    return await _with_options(runtime, tenant, session, [to_out(r, pay_base) for r in rows]), more
 
 
 async def transition(session: AsyncSession, order_id: uuid.UUID, to: str, *, actor: Actor,

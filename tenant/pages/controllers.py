@@ -97,7 +97,9 @@ def _not_found() -> Response[str]:
 
 async def _invoice(runtime: Runtime, session: AsyncSession, tenant: TenantContext,
                    order: OrderOut, token: str, *, error: str | None = None,
-                   status: int = 200) -> Response[str]:
+                   status: int = 200, failed: str | None = None) -> Response[str]:
+    """The invoice with the providers the customer can choose (``failed``: one that just
+    could not be reached, left out so the customer picks another)."""
     payable = OrderStatus(order.status) in PAYABLE and order.total > 0
     providers: list[dict[str, str]] = []
     if payable:
@@ -106,7 +108,8 @@ async def _invoice(runtime: Runtime, session: AsyncSession, tenant: TenantContex
                                                       order.total)
         except PaymeshError:
             found = []
-        providers = [{"code": c.row.provider_code, "name": c.entry.name} for c in found]
+        providers = [{"code": c.row.provider_code, "name": c.entry.name} for c in found
+                     if c.row.provider_code != failed]
     return page("invoice.html", status=status, order=order, tenant_name=tenant.name,
                 providers=providers, payable=payable, error=error,
                 **_links(tenant.slug, token))
@@ -131,8 +134,10 @@ async def checkout(request: Request[Any, Any, Any], runtime: Runtime, tenant: Te
     chosen = str(form.get("provider") or "").strip() or None
     try:
         async with tenant_db.begin_nested():  # a refusal before any attempt leaves no trace
+            # the customer's choice is kept: a provider that fails is reported, never
+            # silently swapped for another
             result = await start_checkout(runtime, tenant_db, tenant, uuid.UUID(order.id),
-                                          actor=actor, provider=chosen)
+                                          actor=actor, provider=chosen, failover=False)
     except PaymeshError as exc:
         order = await _order(runtime, tenant_db, tenant, token) or order
         return await _invoice(runtime, tenant_db, tenant, order, token, error=exc.message,
@@ -141,8 +146,11 @@ async def checkout(request: Request[Any, Any, Any], runtime: Runtime, tenant: Te
     if result.error is not None or result.out is None:
         order = await _order(runtime, tenant_db, tenant, token) or order
         error = result.error.message if result.error else "The payment could not be started."
+        failed = (chosen if result.error is not None
+                  and getattr(result.error, "code", None) == "provider_unavailable" else None)
         return await _invoice(runtime, tenant_db, tenant, order, token, error=error,
-                              status=result.error.status_code if result.error else 502)
+                              status=result.error.status_code if result.error else 502,
+                              failed=failed)
     out = result.out
     if out.payment.status == PaymentAttemptStatus.SUCCEEDED:
         return Redirect(path=f"{links['back_url']}/success", status_code=303)

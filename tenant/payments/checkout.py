@@ -227,13 +227,17 @@ async def _store(statements: Sql, order: LockedOrder, n: int, key: str, provider
 async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenant: TenantContext,
                          order_id: uuid.UUID, *, actor: Actor, provider: str | None = None,
                          return_url: str | None = None, cancel_url: str | None = None,
-                         now: datetime | None = None) -> CheckoutResult:
+                         now: datetime | None = None, failover: bool = True) -> CheckoutResult:
     """Lock the order, pick providers, create the provider payment, record the attempt.
 
     The usual path is four plain statements (lock, state, attempt + audit + order status,
     and a ``last_used_at`` stamp at most once a minute); an open attempt to confirm, a
     failed earlier payment, stock holds and provider refusals go through the ORM services
     that own them (on an ORM session the transaction ``db`` makes only then).
+
+    ``failover=False``: when ``provider`` was chosen (by a customer on the payment page)
+    and cannot be reached, stop there with a ``provider_unavailable`` error instead of
+    moving on to the next provider.
     """
     now = now or utcnow()
     statements = await sql(db)
@@ -305,6 +309,12 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
                    {"provider": code, "attempt": n, "message": exc.message[:200]})
             failed_over.append(code)
             n += 1
+            if not failover and provider is not None:
+                await flush(db)
+                return CheckoutResult(error=ServiceUnavailable(
+                    f"{candidate.entry.name} is unavailable right now; choose another "
+                    "way to pay or retry shortly", code="provider_unavailable",
+                    param="provider"))
             continue
         except ProviderError as exc:
             return await _refused(await orm(db), order, n, key, code, exc, actor)

@@ -30,6 +30,7 @@ from tenant.payments.events import (
 )
 from tenant.payments.models import Payment, PaymentAttemptStatus
 from tenant.payments.schemas import MarkPaidIn, PaymentOut
+from tenant.provider_configs.models import ProviderConfigRow
 
 __all__ = [
     "find_attempt",
@@ -86,6 +87,12 @@ async def mark_paid_cash(session: AsyncSession, order_id: uuid.UUID, data: MarkP
     if order.total <= 0:
         raise UnprocessableError("the order total is zero; nothing to collect",
                                  code="nothing_to_pay")
+    configured = await session.scalar(
+        select(ProviderConfigRow.provider_code).where(ProviderConfigRow.provider_code == CASH))
+    if configured is None:
+        raise UnprocessableError("cash is not configured for this tenant (PUT /v1/providers/"
+                                 "cash first); the order cannot be marked paid",
+                                 code="provider_not_configured")
     if data.amount is not None and data.amount != order.total:
         raise UnprocessableError(f"amount {data.amount} does not match the order total "
                                  f"{order.total} {order.currency}", code="amount_mismatch",

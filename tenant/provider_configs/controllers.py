@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from litestar import Controller, Request, delete, get, post, put
@@ -58,7 +59,8 @@ class ProviderConfigController(Controller):
             fallbacks=[c.row.provider_code for c in found[1:]],
         )
 
-    @put("/{code:str}")
+    @put("/{code:str}", summary="Create or update the tenant's configuration of a provider",
+         description=inspect.cleandoc(ProviderConfigIn.__doc__ or ""))
     async def put_config(self, runtime: Runtime, tenant_db: AsyncSession,
                          tenant: TenantContext, actor: Actor, code: str,
                          data: ProviderConfigIn) -> ProviderConfigOut:

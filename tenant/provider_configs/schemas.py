@@ -8,17 +8,33 @@ import msgspec
 
 
 class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Body of ``PUT /v1/providers/{code}``. Omitted keys keep their stored value."""
+    """Body of ``PUT /v1/providers/{code}``.
 
-    enabled: bool = True
-    is_default: bool = False
-    environment: Literal["sandbox", "production"] = "sandbox"
-    public_key: str | None = None
-    secret_key: str | None = None
-    webhook_secret: str | None = None
-    config: dict[str, Any] = {}
-    currencies: list[str] = []
-    priority: int = 100
+    On an existing configuration a field left out keeps its stored value (secrets too):
+    ``{"priority": 30}`` changes the priority and nothing else. An explicit ``null`` clears
+    a field: a secret is removed, ``currencies`` becomes ``[]`` (every currency the catalog
+    supports), ``config`` becomes ``{}``, and ``enabled``, ``is_default``, ``environment``
+    and ``priority`` go back to their defaults. A new configuration starts from the
+    defaults: ``enabled`` true, ``is_default`` false, ``environment`` "sandbox",
+    ``config`` {}, ``currencies`` [] (all), ``priority`` 100, no keys.
+    """
+
+    enabled: bool | None | msgspec.UnsetType = msgspec.UNSET
+    is_default: bool | None | msgspec.UnsetType = msgspec.UNSET
+    environment: Literal["sandbox", "production"] | None | msgspec.UnsetType = msgspec.UNSET
+    public_key: str | None | msgspec.UnsetType = msgspec.UNSET
+    secret_key: str | None | msgspec.UnsetType = msgspec.UNSET
+    webhook_secret: str | None | msgspec.UnsetType = msgspec.UNSET
+    config: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    currencies: list[str] | None | msgspec.UnsetType = msgspec.UNSET
+    priority: int | None | msgspec.UnsetType = msgspec.UNSET
+
+
+#: What a new configuration starts from, and what an explicit ``null`` resets a field to.
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "enabled": True, "is_default": False, "environment": "sandbox", "config": {},
+    "currencies": [], "priority": 100,
+}
 
 
 class ProviderConfigOut(msgspec.Struct, kw_only=True):
@@ -62,7 +78,15 @@ class AvailableProvider(msgspec.Struct, kw_only=True):
     max_amount: int | None
     is_recommended: bool
     configured: bool
+    #: The configuration's own switch (``PUT … {"enabled": …}``).
     enabled: bool
+    #: Whether a payment in ``currency`` can go to this provider now: exactly when
+    #: ``GET /v1/providers/for-currency/{currency}`` would consider it (configured, enabled,
+    #: the currency among the configured ones, last credential test not failed, not
+    #: failing right now).
+    usable: bool = False
+    #: Why not, when ``usable`` is false.
+    unusable_reason: str | None = None
 
 
 class SelectedProvider(msgspec.Struct, kw_only=True):

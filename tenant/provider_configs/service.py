@@ -6,8 +6,9 @@ decrypted only to build a provider instance; responses carry masked hints only.
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +30,7 @@ from core.errors import (
     UnprocessableError,
     ValidationError,
 )
-from core.money import normalize_currency, percent_of, plain_decimal
+from core.money import normalize_currency, plain_decimal, processing_fee
 from core.redis import get_redis
 from core.runtime import Runtime
 from core.tenancy import TenantContext
@@ -42,6 +43,7 @@ from tenant.audit.models import AuditLog
 from tenant.provider_configs import listing
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.provider_configs.schemas import (
+    CONFIG_DEFAULTS,
     AvailableProvider,
     ProviderConfigIn,
     ProviderConfigOut,
@@ -69,6 +71,7 @@ class ConfigView:
     currencies: list[str]
     priority: int
     last_used_at: datetime | None
+    last_test_ok: bool | None
     public_key_enc: bytes | None
     secret_key_enc: bytes | None
     webhook_secret_enc: bytes | None
@@ -166,31 +169,55 @@ async def get_config(session: AsyncSession, code: str) -> ProviderConfigRow | No
     return (await session.scalars(query)).first()
 
 
+def _effective(data: ProviderConfigIn, row: ProviderConfigRow | None, name: str) -> Any:
+    """A field's value after this PUT: the body's, the stored one when omitted on an
+    existing row, the default when omitted on a new row or sent as ``null``."""
+    value = getattr(data, name)
+    if value is msgspec.UNSET:
+        if row is not None:
+            return getattr(row, name)
+        return copy.deepcopy(CONFIG_DEFAULTS[name])
+    if value is None:
+        return copy.deepcopy(CONFIG_DEFAULTS[name])
+    return value
+
+
 async def put_config(
     runtime: Runtime, session: AsyncSession, tenant: TenantContext, code: str,
     data: ProviderConfigIn, actor: Actor,
 ) -> ProviderConfigRow:
+    """Create or update the tenant's configuration of ``code`` (see
+    :class:`ProviderConfigIn`: omitted keeps, ``null`` clears)."""
     entry = await catalog_entry(runtime, code)
     row = await get_config(session, code)
-    if data.enabled and entry.status == "inactive":
+    enabled: bool = _effective(data, row, "enabled")
+    is_default: bool = _effective(data, row, "is_default")
+    environment: str = _effective(data, row, "environment")
+    config: dict[str, Any] = _effective(data, row, "config")
+    priority: int = _effective(data, row, "priority")
+    if enabled and entry.status == "inactive":
         raise Conflict(f"provider '{code}' is inactive in the catalog and cannot be enabled",
                        code="provider_inactive")
     if row is None and entry.status == "deprecated":
         raise Conflict(f"provider '{code}' is deprecated and not offered to new tenants",
                        code="provider_deprecated")
     try:
-        jsonschema.validate(data.config, entry.config_schema or {})
+        jsonschema.validate(config, entry.config_schema or {})
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or None
         raise ValidationError(f"config is invalid: {exc.message}",
                               param=f"config.{where}" if where else "config") from exc
-    currencies = [normalize_currency(c, param="currencies") for c in data.currencies]
-    unsupported = [c for c in currencies if c not in entry.currencies
-                   or not entry.currencies[c].is_active]
-    if unsupported:
-        raise ValidationError(f"{code} does not support {', '.join(unsupported)}",
-                              param="currencies")
-    if not -1_000_000 <= data.priority <= 1_000_000:
+    if data.currencies is msgspec.UNSET and row is not None:
+        currencies = list(row.currencies)
+    else:  # given, null (→ every currency) or omitted on a new row (→ the default, [])
+        given = data.currencies if isinstance(data.currencies, list) else []
+        currencies = [normalize_currency(c, param="currencies") for c in given]
+        unsupported = [c for c in currencies if c not in entry.currencies
+                       or not entry.currencies[c].is_active]
+        if unsupported:
+            raise ValidationError(f"{code} does not support {', '.join(unsupported)}",
+                                  param="currencies")
+    if not -1_000_000 <= priority <= 1_000_000:
         raise ValidationError("priority is out of range", param="priority")
     key = data_key(runtime, tenant)
     fresh = row is None
@@ -198,38 +225,50 @@ async def put_config(
         row = ProviderConfigRow(provider_code=code, hints={})
         session.add(row)
     hints = dict(row.hints or {})
+    changed_keys: list[str] = []
     for name in SECRET_FIELDS:
         value = getattr(data, name)
+        if value is msgspec.UNSET:
+            continue
+        changed_keys.append(name)
         if value is None:
+            setattr(row, f"{name}_enc", None)
+            hints.pop(name, None)
             continue
         if not isinstance(value, str) or not value.strip() or len(value) > 4096:
             raise ValidationError(f"{name} must be a non-empty string", param=name)
+        problem = get_provider_class(entry.handler_key).check_key(name, value.strip())
+        if problem:
+            raise UnprocessableError(problem, code="invalid_key_format", param=name)
         setattr(row, f"{name}_enc", key.encrypt(code, name, value.strip()))
         hints[name] = mask(value.strip())
     missing = [k for k in entry.required_keys if getattr(row, f"{k}_enc") is None]
-    if missing and data.enabled:
+    if missing and enabled:
         raise ValidationError(f"{code} requires {', '.join(missing)}", param=missing[0])
-    if data.is_default:
+    if not fresh and (changed_keys or environment != row.environment or config != row.config):
+        # a credential test of other keys says nothing about these
+        row.last_tested_at = row.last_test_ok = row.last_test_message = None
+    if is_default:
         await session.execute(
             update(ProviderConfigRow).where(ProviderConfigRow.provider_code != code,
                                             ProviderConfigRow.is_default).values(is_default=False)
         )
     row.hints = hints
-    row.enabled = data.enabled
-    row.is_default = data.is_default
-    row.environment = data.environment
-    row.config = data.config
+    row.enabled = enabled
+    row.is_default = is_default
+    row.environment = environment
+    row.config = config
     row.currencies = currencies
-    row.priority = data.priority
+    row.priority = priority
     row.configured_by = actor.key_id
     await session.flush()
     after_commit(session, lambda: _providers.pop((tenant.id, code)))
     after_commit_awaited(session, lambda: listing.changed(runtime, tenant))
     record(session, AuditLog, actor, "provider.configured" if fresh else "provider.updated",
            "provider_config", code,
-           {"enabled": data.enabled, "is_default": data.is_default,
-            "environment": data.environment, "currencies": currencies,
-            "keys_changed": [n for n in SECRET_FIELDS if getattr(data, n) is not None]})
+           {"enabled": enabled, "is_default": is_default,
+            "environment": environment, "currencies": currencies,
+            "keys_changed": changed_keys})
     return row
 
 
@@ -319,7 +358,7 @@ async def test_credentials(runtime: Runtime, session: AsyncSession, tenant: Tena
 def fee_for(support: ProviderCurrency, amount: int | None) -> int | None:
     if amount is None:
         return None
-    return percent_of(amount, Decimal(support.fee_percent)) + support.fixed_fee
+    return processing_fee(amount, Decimal(support.fee_percent), support.fixed_fee)
 
 
 def in_limits(support: ProviderCurrency, amount: int | None) -> bool:
@@ -330,10 +369,39 @@ def in_limits(support: ProviderCurrency, amount: int | None) -> bool:
     return support.max_amount is None or amount <= support.max_amount
 
 
+def unusable_reason(entry: CatalogEntry, row: ProviderConfigRow | ConfigView | ProviderConfigOut
+                    | None, currency: str, amount: int | None, circuit_open: bool) -> str | None:
+    """Why this tenant cannot take a payment in ``currency`` (and ``amount``) with this
+    provider right now, or ``None`` when it can — the one rule behind ``/available``'s
+    ``usable``, ``/for-currency``, an order's ``payment_options``, the payment page and
+    checkout: the catalog supports the currency (and amount), the configuration exists, is
+    enabled and takes the currency, its last credential test did not fail, and its circuit
+    is closed."""
+    support = entry.currencies.get(currency)
+    if entry.status == "inactive":
+        return "the provider is inactive in the catalog"
+    if support is None or not support.is_active:
+        return f"the provider does not support {currency}"
+    if row is None:
+        return "not configured"
+    if not row.enabled:
+        return "disabled"
+    if row.currencies and currency not in row.currencies:
+        return f"{currency} is not among the configured currencies"
+    if row.last_test_ok is False:
+        return "the last credential test failed"
+    if not in_limits(support, amount):
+        return f"{amount} is outside the provider's limits for {currency}"
+    if circuit_open:
+        return "temporarily unavailable (recent failures)"
+    return None
+
+
 async def available(runtime: Runtime, tenant: TenantContext,
                     currency: str) -> list[AvailableProvider]:
     currency = normalize_currency(currency)
     configs = {r.provider: r for r in await listed(runtime, tenant)}
+    redis = get_redis()
     out: list[AvailableProvider] = []
     for entry in sorted((await catalog_snapshot(runtime)).values(),
                         key=lambda e: (e.priority, e.code)):
@@ -343,6 +411,8 @@ async def available(runtime: Runtime, tenant: TenantContext,
             continue
         if entry.status == "deprecated" and row is None:
             continue
+        is_open = row is not None and await circuit.is_open(redis, tenant.slug, entry.code)
+        reason = unusable_reason(entry, row, currency, None, is_open)
         out.append(AvailableProvider(
             code=entry.code, name=entry.name, description=entry.row.description,
             status=entry.status, logo_url=entry.row.logo_url,
@@ -352,7 +422,7 @@ async def available(runtime: Runtime, tenant: TenantContext,
             fixed_fee=support.fixed_fee,
             min_amount=support.min_amount, max_amount=support.max_amount,
             is_recommended=support.is_recommended, configured=row is not None,
-            enabled=bool(row and row.enabled),
+            enabled=bool(row and row.enabled), usable=reason is None, unusable_reason=reason,
         ))
     return out
 
@@ -364,6 +434,41 @@ class Candidate:
     fee: int | None
 
 
+def _rank(c: Candidate, explicit: str | None) -> tuple[Any, ...]:
+    """T2 order: explicit choice → tenant default → tenant priority → catalog priority →
+    lowest fee."""
+    return (c.row.provider_code != explicit, not c.row.is_default, c.row.priority,
+            c.entry.priority, c.fee if c.fee is not None else 0, c.row.provider_code)
+
+
+async def payment_options(runtime: Runtime, tenant: TenantContext,
+                          configs: Sequence[ProviderConfigRow | ConfigView],
+                          wanted: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+    """Per (currency, amount): the codes of the providers that can take it, best first —
+    what :func:`candidates` would return, for many orders at once (each provider's
+    circuit is read once)."""
+    snapshot = await catalog_snapshot(runtime)
+    redis = get_redis()
+    circuits: dict[str, bool] = {}
+    out: dict[tuple[str, int], list[str]] = {}
+    for currency, amount in set(wanted):
+        found: list[Candidate] = []
+        for row in configs:
+            entry = snapshot.get(row.provider_code)
+            if entry is None or unusable_reason(entry, row, currency, amount, False):
+                continue
+            code = row.provider_code
+            if code not in circuits:
+                circuits[code] = await circuit.is_open(redis, tenant.slug, code)
+            if circuits[code]:
+                continue
+            found.append(Candidate(row=row, entry=entry,
+                                   fee=fee_for(entry.currencies[currency], amount)))
+        found.sort(key=lambda c: _rank(c, None))
+        out[(currency, amount)] = [c.row.provider_code for c in found]
+    return out
+
+
 async def candidates(runtime: Runtime, session: AsyncSession | None, tenant: TenantContext,
                      currency: str, amount: int | None,
                      explicit: str | None = None, *,
@@ -372,7 +477,8 @@ async def candidates(runtime: Runtime, session: AsyncSession | None, tenant: Ten
     """Usable providers for this currency and amount, best first (T2 order).
 
     explicit choice → tenant default → tenant priority → catalog priority → lowest fee;
-    providers outside min/max or with an open circuit are left out. ``configs``: the
+    providers outside min/max, whose last credential test failed or with an open circuit
+    are left out (see :func:`unusable_reason`). ``configs``: the
     tenant's configurations when the caller has them (``snapshots.configs_at``); without
     them they are read with ``session``.
     """
@@ -387,20 +493,15 @@ async def candidates(runtime: Runtime, session: AsyncSession | None, tenant: Ten
         configs = await list_configs(session)
     for row in configs:
         entry = snapshot.get(row.provider_code)
-        if entry is None or not row.enabled or entry.status == "inactive":
+        if entry is None:
             continue
-        support = entry.currencies.get(currency)
-        if support is None or not support.is_active or not in_limits(support, amount):
-            continue
-        if row.currencies and currency not in row.currencies:
+        if unusable_reason(entry, row, currency, amount, False) is not None:
             continue
         if await circuit.is_open(redis, tenant.slug, row.provider_code):
             continue
+        support = entry.currencies[currency]
         found.append(Candidate(row=row, entry=entry, fee=fee_for(support, amount)))
-    found.sort(key=lambda c: (
-        c.row.provider_code != explicit, not c.row.is_default, c.row.priority,
-        c.entry.priority, c.fee if c.fee is not None else 0, c.row.provider_code,
-    ))
+    found.sort(key=lambda c: _rank(c, explicit))
     if explicit is not None and (not found or found[0].row.provider_code != explicit):
         raise UnprocessableError(
             f"provider '{explicit}' is not available for {currency}"

@@ -31,7 +31,7 @@ CONFIGS_VERSION_SQL = "SELECT ARRAY[count(*)::text, max(updated_at)::text] FROM 
 _CONFIG_VIEWS = f"""
 SELECT ({CONFIGS_VERSION_SQL}) AS version, c.*
 FROM (SELECT provider_code, enabled, is_default, environment, config, currencies, priority,
-             last_used_at, public_key_enc, secret_key_enc, webhook_secret_enc
+             last_used_at, last_test_ok, public_key_enc, secret_key_enc, webhook_secret_enc
       FROM provider_configs ORDER BY priority, provider_code) c
 """
 #: Per tenant: (version, views). The version check makes it exact; the TTL only bounds

@@ -2,15 +2,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
+
+#: ``tax_rate`` is a percent, not a fraction: the API schema says so.
+TaxRate = Annotated[Decimal, msgspec.Meta(
+    description="Tax rate in percent, as a decimal string: \"8.25\" is 8.25 % (not "
+                "\"0.0825\", which would be 0.0825 %). From 0 up to (not including) 100, "
+                "at most 4 decimals; anything else is refused with 400.",
+    examples=["8.25"])]
 
 
 class SettingsOut(msgspec.Struct, kw_only=True):
     reservation_ttl_minutes: int
     unpaid_auto_cancel_hours: int
     #: Percent as a decimal string (``"8.25"``).
-    tax_rate: Decimal
+    tax_rate: TaxRate
     updated_at: datetime | None
 
 
@@ -19,4 +27,4 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     reservation_ttl_minutes: int | msgspec.UnsetType = msgspec.UNSET
     unpaid_auto_cancel_hours: int | msgspec.UnsetType = msgspec.UNSET
-    tax_rate: Decimal | msgspec.UnsetType = msgspec.UNSET
+    tax_rate: TaxRate | msgspec.UnsetType = msgspec.UNSET

@@ -178,6 +178,11 @@ async def test_cash_mark_paid(client, make_tenant):
     tenant = await make_tenant()
     made = await order(client, tenant)
     h = tenant.headers
+    # without a cash configuration there is no desk to take the money
+    assert_error(await client.post(f"/v1/orders/{made['id']}/mark-paid", headers=h), 422,
+                 "provider_not_configured")
+    assert (await get_order(client, tenant, made["id"]))["status"] == "pending_payment"
+    await client.put("/v1/providers/cash", json={}, headers=tenant.headers)  # mark-paid needs it
     assert_error(await client.post(f"/v1/orders/{made['id']}/mark-paid", json={"amount": 1},
                                    headers=h), 422, "amount_mismatch")
     assert_error(await client.post(f"/v1/orders/{made['id']}/mark-paid", json={"cash": True},

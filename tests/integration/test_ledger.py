@@ -44,6 +44,7 @@ async def test_capture_and_cash_postings_agree_with_orders(client, make_tenant):
     unpaid = await order(client, tenant)
     await pay_by_card(client, tenant, card, fee=320)
     await pay_by_card(client, tenant, yen, fee=147)
+    await client.put("/v1/providers/cash", json={}, headers=tenant.headers)  # mark-paid needs it
     assert (await client.post(f"/v1/orders/{cash['id']}/mark-paid",
                               headers=tenant.headers)).status_code == 200
 

@@ -64,6 +64,7 @@ class Orders:
                                               json={"to": target}, headers=self.tenant.headers)
             assert response.status_code == 200, response.text
         elif target is S.PAID:
+            await self.client.put("/v1/providers/cash", json={}, headers=self.tenant.headers)
             response = await self.client.post(f"/v1/orders/{order_id}/mark-paid",
                                               headers=self.tenant.headers)
             assert response.status_code == 200, response.text
@@ -174,6 +175,7 @@ async def test_cancel_endpoint(client, make_tenant):
     again = await client.post(f"/v1/orders/{created['id']}/cancel", headers=tenant.headers)
     assert assert_error(again, 409, "invalid_transition")["allowed"] == ["archived"]
     paid = await order(client, tenant)
+    await client.put("/v1/providers/cash", json={}, headers=tenant.headers)  # mark-paid needs it
     assert (await client.post(f"/v1/orders/{paid['id']}/mark-paid",
                               headers=tenant.headers)).status_code == 200
     refused = assert_error(await client.post(f"/v1/orders/{paid['id']}/cancel",
@@ -191,6 +193,7 @@ async def test_unpaid_orders_are_auto_cancelled(client, make_tenant):
                        headers=tenant.headers)
     stale, fresh, paid = await order(client, tenant), await order(client, tenant), \
         await order(client, tenant)
+    await client.put("/v1/providers/cash", json={}, headers=tenant.headers)  # mark-paid needs it
     await client.post(f"/v1/orders/{paid['id']}/mark-paid", headers=tenant.headers)
     async with tenant_db(tenant.slug) as session:
         await session.execute(text(

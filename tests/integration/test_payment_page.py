@@ -58,6 +58,7 @@ async def test_open_invoice_shows_amounts_and_providers(client, make_tenant):
 async def test_paid_cancelled_and_unknown_links(client, make_tenant, owner_headers):
     tenant = await make_tenant()
     paid, cancelled = await order(client, tenant), await order(client, tenant)
+    await client.put("/v1/providers/cash", json={}, headers=tenant.headers)  # mark-paid needs it
     await client.post(f"/v1/orders/{paid['id']}/mark-paid", headers=tenant.headers)
     await client.post(f"/v1/orders/{cancelled['id']}/cancel", headers=tenant.headers)
     page = await client.get(path_of(paid["pay_url"]))
@@ -75,6 +76,7 @@ async def test_paid_cancelled_and_unknown_links(client, make_tenant, owner_heade
     assert_friendly(await client.get(f"/pay/no-such-tenant/{token}"), 404,
                     "Payment link not found")
     # no providers configured: the page says so instead of offering a dead button
+    await client.delete("/v1/providers/cash", headers=tenant.headers)
     lonely = await order(client, tenant)
     assert_friendly(await client.get(path_of(lonely["pay_url"])), 200,
                     "Online payment is not available")

@@ -43,7 +43,7 @@ async def test_success_card_pays_redirects_and_queues_signed_webhook(sandbox: Sa
 
     paid = await sandbox.provider.fetch_payment(payment_id)
     assert paid.state is PaymentState.SUCCEEDED and paid.amount == 123456
-    assert paid.fee_amount == 3580  # 2.9 % of 1,234.56, rounded half up
+    assert paid.fee_amount == 3610  # 2.9 % of 1,234.56 rounded half up, + 30 (the quote)
     assert paid.redirect_url is None
 
     # Paying again changes nothing and sends nothing: the page is idempotent.
@@ -60,7 +60,7 @@ async def test_success_card_pays_redirects_and_queues_signed_webhook(sandbox: Sa
     event = sandbox.provider.parse_webhook(webhook)
     assert event.type is EventType.PAYMENT_SUCCEEDED
     assert event.provider_payment_id == payment_id
-    assert (event.amount, event.currency, event.fee_amount) == (123456, "USD", 3580)
+    assert (event.amount, event.currency, event.fee_amount) == (123456, "USD", 3610)
     assert event.provider_event_id.startswith("evt_")
     assert event.reference is not None and len(event.reference) == 32  # our order id
 
