@@ -138,9 +138,14 @@ def mask(secret: str | None) -> str | None:
 
 
 def load_or_create_key_file(path: Path) -> tuple[str, bool]:
-    """Demo helper: read a master key from ``path`` or create it with 0600 permissions."""
+    """Demo helper: the master-key list kept in ``path`` (one key a line, newest first,
+    read as ``PAYMESH_MASTER_KEYS`` reads its commas), or a new file with one new key and
+    0600 permissions. The CLI reads the same file the same way (``core.settings``)."""
     if path.exists():
-        return path.read_text().strip().splitlines()[0], False
+        keys = path.read_text().split()
+        if not keys:
+            raise CryptoError(f"{path.name} is empty: put a master key in it or delete it")
+        return ",".join(keys), False
     path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -80,3 +80,30 @@ def test_the_cli_finds_a_running_demo_through_runtime_env(platform, tmp_path: Pa
                       PAYMESH_TENANT_DB_PREFIX=platform["PAYMESH_TENANT_DB_PREFIX"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("pm_own_")
+
+
+def test_the_demo_and_the_cli_read_the_master_key_file_as_one_list(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """``.paymesh/master.key`` is the demo's key list (one a line, newest first): the demo
+    and a second terminal's CLI must both take every line, or a rotated demo could not
+    read what the older key wraps."""
+    from core.crypto import generate_key, load_or_create_key_file
+    from core.settings import get_settings, reset_settings
+
+    new, old = generate_key(), generate_key()
+    data = tmp_path / ".paymesh"
+    data.mkdir()
+    (data / "master.key").write_text(f"{new}\n{old}\n")
+    demo_keys, created = load_or_create_key_file(data / "master.key")
+    assert not created and demo_keys == f"{new},{old}"
+    monkeypatch.delenv("PAYMESH_MASTER_KEYS", raising=False)
+    monkeypatch.setenv("PAYMESH_DATA_DIR", str(data))
+    reset_settings()
+    try:
+        assert get_settings().master_keys == (new, old)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+    (data / "empty.key").write_text("\n")
+    with pytest.raises(Exception, match="empty"):
+        load_or_create_key_file(data / "empty.key")
