@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from core.db import async_url, redact
+from core.db import async_url, autocommit_connection, redact
 from core.errors import UnprocessableError
 
 #: Seconds to wait for a server to answer (registration, placement, ``db upgrade``).
@@ -64,14 +64,21 @@ async def check(url: str) -> None:
                           code="cluster_privilege_missing", param="url")
 
 
-async def is_up(url: str) -> bool:
-    """Placement's quick check; a failure is remembered for :data:`DOWN_SECONDS`."""
+def recently_down(url: str) -> bool:
+    """Whether :func:`is_up` found ``url`` down less than :data:`DOWN_SECONDS` ago."""
     since = _down.get(url)
-    if since is not None and time.monotonic() - since < DOWN_SECONDS:
-        return False
+    return since is not None and time.monotonic() - since < DOWN_SECONDS
+
+
+async def is_up(url: str) -> bool:
+    """Placement's quick check: ``SELECT 1`` on the pooled connection that the clone
+    will use (no new connection per tenant: opening one is a fifth of a clone's cost).
+    A failure is remembered for :data:`DOWN_SECONDS` (see :func:`recently_down`)."""
     try:
-        await reach(url, timeout=3.0)
-    except ServerUnfit:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with autocommit_connection(url, pooled=True) as conn:
+                await conn.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - refused, auth, too many clients, timeout: not usable now
         _down[url] = time.monotonic()
         return False
     _down.pop(url, None)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import caches
 from core.audit import Actor, record
 from core.db import after_commit, with_database
-from core.errors import Conflict, NotFound, ValidationError
+from core.errors import Conflict, NotFound, ServiceUnavailable, ValidationError
 from core.money import normalize_currency
 from core.runtime import Runtime
 from core.sql import autocommit_sql
@@ -154,17 +154,19 @@ async def pick_cluster(session: AsyncSession, name: str | None) -> DbCluster:
         .group_by(DbCluster.id)
         .order_by(func.count(Tenant.id), DbCluster.created_at)
     )
-    unreachable = []
-    for cluster, count in (await session.execute(load)).all():
-        if cluster.max_tenants is None or count < cluster.max_tenants:
-            if await servers.is_up(cluster.url):
-                return cluster
-            log.warning("cluster %s is unreachable; placing the tenant elsewhere", cluster.name)
-            unreachable.append(cluster.name)
-    if unreachable:
-        raise Conflict(f"no reachable database server has room for another tenant "
-                       f"(unreachable: {', '.join(unreachable)})", code="no_capacity")
-    raise Conflict("no database server has room for another tenant", code="no_capacity")
+    roomy = [cluster for cluster, count in (await session.execute(load)).all()
+             if cluster.max_tenants is None or count < cluster.max_tenants]
+    if not roomy:
+        raise Conflict("no database server has room for another tenant", code="no_capacity")
+    # servers found down a moment ago are asked last, not never: being skipped is a
+    # preference, so one refused connection cannot lock provisioning out for a while
+    for cluster in sorted(roomy, key=lambda c: servers.recently_down(c.url)):
+        if await servers.is_up(cluster.url):
+            return cluster
+        log.warning("cluster %s is unreachable; placing the tenant elsewhere", cluster.name)
+    raise ServiceUnavailable(
+        "no database server with room answers (unreachable: "
+        f"{', '.join(c.name for c in roomy)}); retry later or register another server")
 
 
 # ----------------------------------------------------------------------------- tenants
