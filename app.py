@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
+from core.jsonbody import JsonRequest
 from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         ),
         response_cache_config=ResponseCacheConfig(),
         request_max_body_size=settings.webhook_max_bytes * 4,
+        request_class=JsonRequest,  # strict JSON bodies, bad ones a 400 (core/jsonbody.py)
         logging_config=None,  # logging is configured above, from PAYMESH_LOG_LEVEL
         debug=False,
     )

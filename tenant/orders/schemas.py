@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import msgspec
 
+from core.limits import Amount
+
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
                                     pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from core.limits import CURRENCY_LEN, KEY_LEN, LIST_LEN, SmallCount
+
+Secret = Annotated[str, msgspec.Meta(max_length=KEY_LEN)]
 
 
 class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -13,12 +17,13 @@ class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     enabled: bool = True
     is_default: bool = False
     environment: Literal["sandbox", "production"] = "sandbox"
-    public_key: str | None = None
-    secret_key: str | None = None
-    webhook_secret: str | None = None
+    public_key: Secret | None = None
+    secret_key: Secret | None = None
+    webhook_secret: Secret | None = None
     config: dict[str, Any] = {}
-    currencies: list[str] = []
-    priority: int = 100
+    currencies: Annotated[list[Annotated[str, msgspec.Meta(max_length=CURRENCY_LEN)]],
+                          msgspec.Meta(max_length=LIST_LEN)] = []
+    priority: SmallCount = 100
 
 
 class ProviderConfigOut(msgspec.Struct, kw_only=True):
