@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.limits import CURRENCY_LEN, KEY_LEN, LIST_LEN, SmallCount
+from core.limits import CODE_LEN, KEY_LEN, LIST_LEN, SmallCount
 
 Secret = Annotated[str, msgspec.Meta(max_length=KEY_LEN)]
 
@@ -21,7 +21,7 @@ class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     secret_key: Secret | None = None
     webhook_secret: Secret | None = None
     config: dict[str, Any] = {}
-    currencies: Annotated[list[Annotated[str, msgspec.Meta(max_length=CURRENCY_LEN)]],
+    currencies: Annotated[list[Annotated[str, msgspec.Meta(max_length=CODE_LEN)]],
                           msgspec.Meta(max_length=LIST_LEN)] = []
     priority: SmallCount = 100
 
