@@ -22,6 +22,7 @@ from core.http import EXCEPTION_HANDLERS
 from core.jsonbody import JsonRequest
 from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
+from core.openapi import document_errors
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
@@ -81,6 +82,7 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
 class MetricsController(PrometheusController):
     path = "/metrics"
     openapi_config = None
+    include_in_schema = False  # Prometheus text for the scraper, not part of the JSON API
 
 
 def create_app(settings: Settings | None = None) -> FastLanes:
@@ -160,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         logging_config=None,  # logging is configured above, from PAYMESH_LOG_LEVEL
         debug=False,
     )
+    document_errors(app)  # the error object on every operation (core/openapi.py)
     # the webhook door is answered before Litestar (core/lanes.py); the rest goes through it
     return FastLanes(app, [ingest_lane(runtime)], lookup_tenant, metrics)
 
