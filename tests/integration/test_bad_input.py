@@ -355,3 +355,12 @@ async def test_data_errors_from_the_database_are_not_outages(client, the_world) 
     response = await client.get("/v1/orders?customer_email=%00", headers=w.tenant.headers)
     error = assert_4xx(response)
     assert response.status_code == 400 and error["code"] == "invalid_value", error
+
+
+@pytest.mark.parametrize("path", ["/sandbox/api/v1/payments", "/sandbox/api/v1/refunds"])
+async def test_the_sandbox_gateway_refuses_deep_json(client, path: str) -> None:
+    """The provider double shipped in the app answers deep JSON with its own 400."""
+    for body in (DEEP_ARRAY, DEEP_OBJECT, '{"metadata": ' + DEEP_ARRAY + "}"):
+        response = await client.post(path, content=body.encode(), headers={
+            "Authorization": f"Bearer {SANDBOX_KEY}", "Content-Type": "application/json"})
+        assert response.status_code == 400, response.text
