@@ -364,3 +364,15 @@ async def test_the_sandbox_gateway_refuses_deep_json(client, path: str) -> None:
         response = await client.post(path, content=body.encode(), headers={
             "Authorization": f"Bearer {SANDBOX_KEY}", "Content-Type": "application/json"})
         assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("value", ['"NaN"', '"sNaN"', '"Infinity"', '"-Infinity"', '"1e30"',
+                                   '"abc"', "1e400"])
+async def test_decimals_that_are_not_numbers_are_a_400(client, the_world, value: str) -> None:
+    w = await the_world()
+    routes = {r.name: r for r in ROUTES}
+    currency = routes["owner.provider.currency"]
+    await refused_and_unchanged(client, w, currency,
+                                [raw_with(currency.body, "fee_percent", value)])
+    settings = routes["settings.change"]
+    await refused_and_unchanged(client, w, settings, [raw_with({}, "tax_rate", value)])
