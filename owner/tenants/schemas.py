@@ -5,7 +5,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.limits import CLUSTER_NAME_LEN, CLUSTER_URL_LEN, CURRENCY_LEN, NAME_LEN, SLUG_LEN, SmallCount
+from core.limits import (
+    CLUSTER_NAME_LEN,
+    CLUSTER_URL_LEN,
+    CURRENCY_LEN,
+    NAME_LEN,
+    SLUG_LEN,
+    SmallCount,
+)
 
 TenantName = Annotated[str, msgspec.Meta(max_length=NAME_LEN)]
 ClusterName = Annotated[str, msgspec.Meta(max_length=CLUSTER_NAME_LEN)]

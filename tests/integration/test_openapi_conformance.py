@@ -79,7 +79,8 @@ def run_operation(operation: Any, mode: Any, base: str, headers: dict[str, str],
     check()
 
 
-def test_every_operation_conforms_to_the_openapi_document(conformance_api, api_keys) -> None:  # noqa: ANN001
+def test_every_operation_conforms_to_the_openapi_document(conformance_api,  # noqa: ANN001
+                                                          api_keys) -> None:
     schema = schemathesis.openapi.from_url(f"{conformance_api}/schema/openapi.json")
     failures: list[str] = []
     operations = 0
