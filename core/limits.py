@@ -27,7 +27,9 @@ URL_LEN = 500  # catalog URLs
 CURRENCY_LEN = 3
 STATUS_LEN = 16
 ORDER_STATUS_LEN = 24
-REASON_LEN = 500
+REASON_LEN = 500  # order status reasons, order line descriptions, notes
+EMAIL_LEN = 254
+COUPON_LEN = 64  # coupon and referral codes
 #: Free text without a column of its own (JSONB values, secrets): a sane upper bound.
 TEXT_LEN = 5000
 KEY_LEN = 4096  # provider API keys and secrets
@@ -41,3 +43,4 @@ Code = Annotated[str, msgspec.Meta(min_length=1, max_length=CODE_LEN)]
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_LEN)]
 Url = Annotated[str, msgspec.Meta(max_length=URL_LEN)]
 ShortText = Annotated[str, msgspec.Meta(max_length=CODE_LEN)]
+Reason = Annotated[str, msgspec.Meta(max_length=REASON_LEN)]
