@@ -111,8 +111,6 @@ def _sqlstate(exc: BaseException) -> str | None:
 def _client_data_error(exc: BaseException) -> bool:
     """asyncpg refused a value before sending it (``invalid input for query argument``:
     an integer past int64, a string where a number goes): the data's fault."""
-    import asyncpg
-
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
@@ -124,8 +122,6 @@ def _client_data_error(exc: BaseException) -> bool:
 
 
 def _looks_disconnected(exc: BaseException) -> bool:
-    import asyncpg
-
     if getattr(exc, "connection_invalidated", False) or isinstance(exc, OperationalError):
         return True
     seen: BaseException | None = exc
