@@ -20,8 +20,10 @@ from core import actors, docs_ui
 from core.clientip import set_trusted_proxies
 from core.deps import DEPENDENCIES
 from core.http import EXCEPTION_HANDLERS
+from core.jsonbody import JsonRequest
 from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
+from core.openapi import document_errors
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
 from core.ratelimit import SharedCounter
 from core.redis import close_redis, get_redis
@@ -83,6 +85,7 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
 class MetricsController(PrometheusController):
     path = "/metrics"
     openapi_config = None
+    include_in_schema = False  # Prometheus text for the scraper, not part of the JSON API
 
 
 def create_app(settings: Settings | None = None) -> FastLanes:
@@ -160,9 +163,11 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         ),
         response_cache_config=ResponseCacheConfig(),
         request_max_body_size=settings.webhook_max_bytes * 4,
+        request_class=JsonRequest,  # strict JSON bodies, bad ones a 400 (core/jsonbody.py)
         logging_config=None,  # logging is configured above, from PAYMESH_LOG_LEVEL
         debug=False,
     )
+    document_errors(app)  # the error object on every operation (core/openapi.py)
     # the webhook door is answered before Litestar (core/lanes.py); the rest goes through it
     # security headers on every HTML page, error pages raised by middleware included
     secured = SecurityHeaders(app, https=settings.public_url.startswith("https://"))

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import IdMixin, OwnerBase, TimestampMixin
+from core.limits import CODE_LEN, PROVIDER_NAME_LEN, URL_LEN
 
 
 class CatalogStatus(StrEnum):
@@ -25,14 +26,14 @@ class Provider(IdMixin, TimestampMixin, OwnerBase):
 
     __tablename__ = "providers"
 
-    code: Mapped[str] = mapped_column(String(32), unique=True)
-    name: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(CODE_LEN), unique=True)
+    name: Mapped[str] = mapped_column(String(PROVIDER_NAME_LEN))
     description: Mapped[str] = mapped_column(Text, default="")
-    logo_url: Mapped[str | None] = mapped_column(String(500))
-    website_url: Mapped[str | None] = mapped_column(String(500))
-    docs_url: Mapped[str | None] = mapped_column(String(500))
-    api_base_url: Mapped[str | None] = mapped_column(String(500))
-    sandbox_api_base_url: Mapped[str | None] = mapped_column(String(500))
+    logo_url: Mapped[str | None] = mapped_column(String(URL_LEN))
+    website_url: Mapped[str | None] = mapped_column(String(URL_LEN))
+    docs_url: Mapped[str | None] = mapped_column(String(URL_LEN))
+    api_base_url: Mapped[str | None] = mapped_column(String(URL_LEN))
+    sandbox_api_base_url: Mapped[str | None] = mapped_column(String(URL_LEN))
     payment_methods: Mapped[list[str]] = mapped_column(JSONB, default=list)
     features: Mapped[list[str]] = mapped_column(JSONB, default=list)
     required_keys: Mapped[list[str]] = mapped_column(JSONB, default=list)
@@ -40,8 +41,8 @@ class Provider(IdMixin, TimestampMixin, OwnerBase):
     status: Mapped[str] = mapped_column(String(16), default=CatalogStatus.ACTIVE)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[int] = mapped_column(Integer, default=100)
-    integration_type: Mapped[str] = mapped_column(String(32), default="api")
-    handler_key: Mapped[str] = mapped_column(String(32))
+    integration_type: Mapped[str] = mapped_column(String(CODE_LEN), default="api")
+    handler_key: Mapped[str] = mapped_column(String(CODE_LEN))
 
     currencies: Mapped[list[ProviderCurrency]] = relationship(
         back_populates="provider", lazy="selectin", order_by="ProviderCurrency.currency"

@@ -147,7 +147,7 @@ async def put_currency(
 ) -> ProviderCurrency:
     provider = await get(session, code)
     currency = normalize_currency(currency)
-    if data.fee_percent < 0 or data.fee_percent >= 100:
+    if not data.fee_percent.is_finite() or data.fee_percent < 0 or data.fee_percent >= 100:
         raise ValidationError("fee_percent must be in [0, 100)", param="fee_percent")
     if data.fixed_fee < 0:
         raise ValidationError("fixed_fee must be >= 0", param="fixed_fee")

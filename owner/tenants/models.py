@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import IdMixin, OwnerBase, TimestampMixin
+from core.limits import CLUSTER_NAME_LEN, CLUSTER_URL_LEN, NAME_LEN, SLUG_LEN
 
 
 class DbCluster(IdMixin, TimestampMixin, OwnerBase):
@@ -27,8 +28,8 @@ class DbCluster(IdMixin, TimestampMixin, OwnerBase):
 
     __tablename__ = "db_clusters"
 
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    url: Mapped[str] = mapped_column(String(1000))
+    name: Mapped[str] = mapped_column(String(CLUSTER_NAME_LEN), unique=True)
+    url: Mapped[str] = mapped_column(String(CLUSTER_URL_LEN))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_tenants: Mapped[int | None] = mapped_column(Integer)
 
@@ -40,8 +41,8 @@ class Tenant(IdMixin, TimestampMixin, OwnerBase):
 
     __tablename__ = "tenants"
 
-    slug: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(SLUG_LEN), unique=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
     default_currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), default="active")
     cluster_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("db_clusters.id"), index=True)

@@ -1,23 +1,34 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from core.errors import ValidationError
+from core.limits import (
+    CLUSTER_NAME_LEN,
+    CLUSTER_URL_LEN,
+    CURRENCY_LEN,
+    NAME_LEN,
+    SLUG_LEN,
+    SmallCount,
+)
+
+TenantName = Annotated[str, msgspec.Meta(max_length=NAME_LEN)]
+ClusterName = Annotated[str, msgspec.Meta(max_length=CLUSTER_NAME_LEN)]
 
 
 class TenantIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    slug: str
-    name: str
-    default_currency: str
-    cluster: str | None = None
+    slug: Annotated[str, msgspec.Meta(max_length=SLUG_LEN)]
+    name: TenantName
+    default_currency: Annotated[str, msgspec.Meta(max_length=CURRENCY_LEN)]
+    cluster: ClusterName | None = None
 
 
 class TenantPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status: Literal["active", "suspended"] | msgspec.UnsetType = msgspec.UNSET
-    name: str | msgspec.UnsetType = msgspec.UNSET
+    name: TenantName | msgspec.UnsetType = msgspec.UNSET
 
 
 class TenantOut(msgspec.Struct, kw_only=True):
@@ -36,9 +47,9 @@ class TenantCreated(msgspec.Struct, kw_only=True):
 
 
 class ClusterIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: str
-    url: str
-    max_tenants: int | None = None
+    name: ClusterName
+    url: Annotated[str, msgspec.Meta(max_length=CLUSTER_URL_LEN)]
+    max_tenants: SmallCount | None = None
 
 
 class ClusterPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -47,7 +58,7 @@ class ClusterPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
-    max_tenants: int | None | msgspec.UnsetType = msgspec.UNSET
+    max_tenants: SmallCount | None | msgspec.UnsetType = msgspec.UNSET
 
     def switch(self) -> bool | None:
         """The requested ``is_active``, or ``None`` when neither name was sent."""

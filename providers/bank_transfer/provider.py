@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core import jsonbody
 from core.errors import ValidationError
 from core.money import parse_major
 from providers.base import (
@@ -126,7 +126,7 @@ class BankTransferProvider(OfflineProvider):
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
         try:
-            payload = json.loads(body, parse_float=Decimal)
+            payload = jsonbody.loads(body, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedWebhook("bank feed body is not JSON") from exc
         if not isinstance(payload, dict) or payload.get("id") is None:

@@ -8,17 +8,17 @@ the transaction id and its status, so each distinct fact is stored exactly once.
 from __future__ import annotations
 
 import hashlib
-import json
 from decimal import Decimal
 from typing import Any
 
+from core import jsonbody
 from providers.base import MalformedWebhook
 
 
 def decode_event(body: bytes) -> tuple[str, dict[str, Any], str]:
     """``(event name, data, provider event id)``; raise :class:`MalformedWebhook` otherwise."""
     try:
-        event = json.loads(body, parse_float=Decimal)
+        event = jsonbody.loads(body, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedWebhook("flutterwave webhook body is not JSON") from exc
     if not isinstance(event, dict):

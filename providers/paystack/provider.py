@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from core import jsonbody
 from providers.base import (
     CreatePayment,
     CredentialCheck,
@@ -203,7 +204,7 @@ class PaystackProvider(PaymentProvider):
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
         try:
-            event = json.loads(body)
+            event = jsonbody.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedWebhook("paystack webhook body is not JSON") from exc
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):

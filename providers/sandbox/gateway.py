@@ -99,6 +99,8 @@ async def _decode(request: Request[Any, Any, Any], type_: type[S]) -> S:
         raise GatewayError(400, "parameter_invalid", str(exc)) from exc
     except msgspec.DecodeError as exc:
         raise GatewayError(400, "invalid_json", "Request body is not valid JSON.") from exc
+    except RecursionError:
+        raise GatewayError(400, "invalid_json", "Request body is nested too deeply.") from None
 
 
 def _convert(body: Any, type_: type[S]) -> S:

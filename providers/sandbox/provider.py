@@ -221,6 +221,8 @@ class SandboxProvider(PaymentProvider):
             return msgspec.json.decode(body, type=_Event)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise MalformedWebhook(f"not a sandbox event: {exc}") from exc
+        except RecursionError:
+            raise MalformedWebhook("not a sandbox event: nested too deeply") from None
 
     def parse_webhook(self, request: WebhookRequest) -> NormalizedEvent:
         event = self._decode(request.body)

@@ -11,13 +11,13 @@ Stripe-compatible test servers (localstripe) honour neither.
 from __future__ import annotations
 
 import asyncio
-import json
 import weakref
 from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
+from core import jsonbody
 from providers.base import (
     BadCredentials,
     CreatePayment,
@@ -300,7 +300,7 @@ class StripeProvider(PaymentProvider):
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
         try:
-            event = json.loads(body)
+            event = jsonbody.loads(body)
             if not isinstance(event, dict):
                 raise TypeError("not an object")
             if not isinstance(event["id"], str) or not isinstance(event["type"], str):

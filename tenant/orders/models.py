@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import IdMixin, TenantBase, TimestampMixin, utcnow
+from core.limits import COUPON_LEN, EMAIL_LEN, REASON_LEN
 from tenant.orders.states import Fulfillment, OrderStatus, PaymentStatus
 from tenant.products import models as _products  # noqa: F401 - registers the FK target
 
@@ -48,7 +49,7 @@ class Order(IdMixin, TimestampMixin, TenantBase):
     payment_status: Mapped[str] = mapped_column(String(24), default=PaymentStatus.NOT_PAID)
     fulfillment: Mapped[str] = mapped_column(String(16))
     currency: Mapped[str] = mapped_column(String(3))
-    customer_email: Mapped[str] = mapped_column(String(254))
+    customer_email: Mapped[str] = mapped_column(String(EMAIL_LEN))
     subtotal: Mapped[int] = mapped_column(BigInteger)
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
     tax: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -57,14 +58,14 @@ class Order(IdMixin, TimestampMixin, TenantBase):
     original_amount: Mapped[int] = mapped_column(BigInteger)
     #: The tenant's tax rate (percent) when the order was made.
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(7, 4), default=Decimal(0))
-    coupon_code: Mapped[str | None] = mapped_column(String(64))
-    referral_code: Mapped[str | None] = mapped_column(String(64))
+    coupon_code: Mapped[str | None] = mapped_column(String(COUPON_LEN))
+    referral_code: Mapped[str | None] = mapped_column(String(COUPON_LEN))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     #: Anomalies for staff: late payment on a cancelled order, oversold stock, …
     flags: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status_reason: Mapped[str | None] = mapped_column(String(500))
+    status_reason: Mapped[str | None] = mapped_column(String(REASON_LEN))
 
     items: Mapped[list[OrderItem]] = relationship(
         back_populates="order", lazy="selectin", order_by="OrderItem.position",
@@ -89,7 +90,7 @@ class OrderItem(IdMixin, TenantBase):
         ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("products.id"), index=True)
-    description: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(REASON_LEN))
     kind: Mapped[str] = mapped_column(String(16))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_amount: Mapped[int] = mapped_column(BigInteger)

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import msgspec
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
+from core.limits import COUPON_LEN, EMAIL_LEN, Amount, Reason
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=EMAIL_LEN,
                                     pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
-Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=COUPON_LEN)]
 
 
 class OrderItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -20,7 +21,7 @@ class OrderItemIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     quantity: Quantity
     product_id: uuid.UUID | None = None
-    description: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    description: Reason | None = None
     unit_amount: Amount | None = None
 
 
@@ -37,11 +38,11 @@ class OrderIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class TransitionIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     to: str
-    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    reason: Reason | None = None
 
 
 class CancelIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    reason: Reason | None = None
 
 
 class OrderItemOut(msgspec.Struct, kw_only=True):

@@ -5,6 +5,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from core.limits import Amount
+
 Url = Annotated[str, msgspec.Meta(max_length=2000, pattern=r"^https?://")]
 
 
@@ -55,6 +57,6 @@ class MarkPaidIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Body of ``POST /v1/orders/{id}/mark-paid`` (cash at the desk)."""
 
     #: If given, must equal the order total (a guard against marking the wrong order).
-    amount: int | None = None
+    amount: Amount | None = None
     reference: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     note: Annotated[str, msgspec.Meta(max_length=500)] | None = None

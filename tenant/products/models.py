@@ -8,6 +8,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import IdMixin, TenantBase, TimestampMixin
+from core.limits import NAME_LEN
 
 
 class ProductKind(StrEnum):
@@ -25,7 +26,7 @@ class Product(IdMixin, TimestampMixin, TenantBase):
 
     __tablename__ = "products"
 
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
     description: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(16))
     price: Mapped[int] = mapped_column(BigInteger)

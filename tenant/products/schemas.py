@@ -5,8 +5,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Amount = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+from core.limits import NAME_LEN, Amount
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_LEN)]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
 
 

@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+
+from core.limits import CODE_LEN, KEY_LEN, LIST_LEN, SmallCount
+
+Secret = Annotated[str, msgspec.Meta(max_length=KEY_LEN)]
 
 
 class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -22,12 +26,13 @@ class ProviderConfigIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     enabled: bool | None | msgspec.UnsetType = msgspec.UNSET
     is_default: bool | None | msgspec.UnsetType = msgspec.UNSET
     environment: Literal["sandbox", "production"] | None | msgspec.UnsetType = msgspec.UNSET
-    public_key: str | None | msgspec.UnsetType = msgspec.UNSET
-    secret_key: str | None | msgspec.UnsetType = msgspec.UNSET
-    webhook_secret: str | None | msgspec.UnsetType = msgspec.UNSET
+    public_key: Secret | None | msgspec.UnsetType = msgspec.UNSET
+    secret_key: Secret | None | msgspec.UnsetType = msgspec.UNSET
+    webhook_secret: Secret | None | msgspec.UnsetType = msgspec.UNSET
     config: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
-    currencies: list[str] | None | msgspec.UnsetType = msgspec.UNSET
-    priority: int | None | msgspec.UnsetType = msgspec.UNSET
+    currencies: Annotated[list[Annotated[str, msgspec.Meta(max_length=CODE_LEN)]],
+                          msgspec.Meta(max_length=LIST_LEN)] | None | msgspec.UnsetType = msgspec.UNSET
+    priority: SmallCount | None | msgspec.UnsetType = msgspec.UNSET
 
 
 #: What a new configuration starts from, and what an explicit ``null`` resets a field to.
