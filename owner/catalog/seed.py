@@ -13,9 +13,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from owner.catalog.models import Provider, ProviderCurrency
+from providers.sandbox.fees import FEES as SANDBOX_FEES
 
 # (currency, fee %, fixed fee in minor units, min, max, recommended)
 Row = tuple[str, str, int, int | None, int | None, bool]
+
+
+
+def _sandbox(currency: str, low: int, high: int | None, recommended: bool) -> Row:
+    percent, fixed = SANDBOX_FEES[currency]
+    return (currency, str(percent), fixed, low, high, recommended)
+
 
 CATALOG: list[dict[str, Any]] = [
     {
@@ -27,11 +35,12 @@ CATALOG: list[dict[str, Any]] = [
                                                   "webhooks"],
         "required_keys": ["secret_key"],
         "config_schema": {"type": "object", "additionalProperties": False, "properties": {}},
+        # the fees are the gateway's own price list (providers/sandbox/fees.py)
         "currencies": [
-            ("USD", "2.9", 30, 50, 99_999_999, True), ("EUR", "2.5", 25, 50, 99_999_999, True),
-            ("GBP", "2.5", 20, 30, 99_999_999, True), ("JPY", "3.6", 0, 50, 9_999_999, True),
-            ("KWD", "2.9", 100, 100, 9_999_999, False), ("NGN", "1.5", 10_000, 10_000, None, False),
-            ("KES", "2.9", 0, 100, None, False), ("VND", "2.0", 0, 10_000, None, False),
+            _sandbox("USD", 50, 99_999_999, True), _sandbox("EUR", 50, 99_999_999, True),
+            _sandbox("GBP", 30, 99_999_999, True), _sandbox("JPY", 50, 9_999_999, True),
+            _sandbox("KWD", 100, 9_999_999, False), _sandbox("NGN", 10_000, None, False),
+            _sandbox("KES", 100, None, False), _sandbox("VND", 10_000, None, False),
         ],
     },
     {

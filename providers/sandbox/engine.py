@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from decimal import Decimal
 
 import msgspec
 from redis.asyncio.client import Pipeline
 
 from core.errors import ValidationError
-from core.money import normalize_currency, processing_fee
+from core.money import normalize_currency
 from core.settings import get_settings
-from owner.catalog.seed import CATALOG
 from providers.sandbox import store
+from providers.sandbox.fees import fee_for
 from providers.sandbox.models import (
     Dispute,
     DisputeBody,
@@ -40,22 +39,6 @@ from providers.sandbox.signing import webhook_secret_for
 from providers.sandbox.store import IDEMPOTENCY_TTL, key, read, transact, write
 
 MAX_AMOUNT = 10**12
-#: The sandbox's simulated processing fee, so ledgers and net-payout reports see one: the
-#: fee its catalog entry quotes (``owner/catalog/seed.py``), per currency; other
-#: currencies pay FEE_PERCENT.
-FEE_PERCENT = Decimal("2.9")
-FEES: dict[str, tuple[Decimal, int]] = {
-    row[0]: (Decimal(row[1]), row[2])
-    for entry in CATALOG if entry["code"] == "sandbox" for row in entry["currencies"]
-}
-
-
-def fee_for(amount: int, currency: str) -> int:
-    """What the sandbox charges on ``amount`` (the catalog's quote, same formula)."""
-    percent, fixed = FEES.get(currency, (FEE_PERCENT, 0))
-    return processing_fee(amount, percent, fixed)
-
-
 KEY_FORMAT = re.compile(r"^sk_sandbox_[A-Za-z0-9_]{8,120}$")
 
 #: Test cards: number → (status, failure code, failure message).
