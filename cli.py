@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -113,10 +114,15 @@ def worker(processes: int, threads: int) -> None:
     # meanwhile is wasted work (workers.broker turns the collector back on once booted)
     os.register_at_fork(after_in_child=gc.disable)
     # a worker process dies with the main process, even a SIGKILLed one (`paymesh demo`
-    # restarts the main process: orphans would go on consuming beside the new ones)
+    # restarts the main process: orphans would go on consuming beside the new ones). By
+    # SIGKILL: an orphan's graceful stop could hang for good (its log pipe has no reader
+    # left but inherited copies of the read end, so a full pipe blocks its writes), and
+    # what it was doing is redone anyway (unacked messages are redelivered, effects are
+    # idempotent). A normal stop reaches the worker processes through the main process
+    # first (SIGTERM, graceful), which waits for them before it exits.
     from core.embedded import die_with_parent
 
-    os.register_at_fork(after_in_child=die_with_parent())
+    os.register_at_fork(after_in_child=die_with_parent(signal.SIGKILL))
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 
