@@ -211,6 +211,13 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         coupon_code=None, referral_code=None, meta=dict(data.metadata), flags={}, items=lines,
         status_reason=None, paid_at=None, cancelled_at=None, created_at=now, updated_at=now,
     )
+    # the providers that can take it, read before the number is taken: the counter row
+    # stays locked from the insert below to COMMIT, so nothing slow belongs after it
+    options: list[str] | None = None
+    if runtime is not None and tenant is not None:
+        configs = await snapshots.configs_at(db, tenant, rows[0]["configs_version"])
+        options = [] if order.total <= 0 else (await provider_configs.payment_options(
+            runtime, tenant, configs, [(currency, order.total)]))[(currency, order.total)]
     audit = audit_row(actor, "order.created", "order", order.id,
                       {"total": order.total, "currency": currency, "items": len(lines),
                        "reserved": {str(k): v for k, v in wanted.items()}})
@@ -229,10 +236,7 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)
     out = to_out(order, pay_base)
-    if runtime is None or tenant is None:
-        return out
-    configs = await snapshots.configs_at(db, tenant, rows[0]["configs_version"])
-    return (await options_for(runtime, tenant, configs, [out]))[0]
+    return out if options is None else msgspec.structs.replace(out, payment_options=options)
 
 
 async def get_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
