@@ -46,9 +46,8 @@ from tenant.webhooks.handlers import WORKER, Applied, Inbound, NotReady, capture
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
-#: Tries of an event before it is ``dead`` (the default of ``PAYMESH_WEBHOOK_MAX_ATTEMPTS``):
-#: 1 s, 2 s, 4 s … apart, then hourly, about five hours in all.
-MAX_ATTEMPTS = 16
+# Tries of an event before it is ``dead``: ``PAYMESH_WEBHOOK_MAX_ATTEMPTS`` (16: 1 s, 2 s,
+# 4 s … apart, then hourly, about five hours in all; see :func:`backoff`).
 #: Events applied in one transaction at most: the message's own and waiting payment
 #: successes (each holds its order's row lock until the commit).
 BATCH = 64
