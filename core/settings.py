@@ -56,6 +56,10 @@ class Settings:
     reconcile_after_seconds: int = 600
     #: Inbox events still ``received`` after this long are re-enqueued by the sweeper.
     sweep_stuck_after_seconds: int = 60
+    #: Tries of an inbox event before it is ``dead`` (then visible and replayable).
+    webhook_max_attempts: int = 16
+    #: Wait after an event's first failed try, doubled after each next one (at most 1 h).
+    webhook_retry_base_ms: int = 1_000
     #: ``smtp://user:pass@host:port``: notifications go by SMTP (else to the log).
     smtp_url: str | None = None
     log_level: str = "INFO"
@@ -116,6 +120,8 @@ def get_settings() -> Settings:
         webhook_max_bytes=_int("PAYMESH_WEBHOOK_MAX_BYTES", 256 * 1024),
         reconcile_after_seconds=_int("PAYMESH_RECONCILE_AFTER_SECONDS", 600),
         sweep_stuck_after_seconds=_int("PAYMESH_SWEEP_STUCK_AFTER_SECONDS", 60),
+        webhook_max_attempts=max(1, _int("PAYMESH_WEBHOOK_MAX_ATTEMPTS", 16)),
+        webhook_retry_base_ms=max(1, _int("PAYMESH_WEBHOOK_RETRY_BASE_MS", 1_000)),
         smtp_url=_env("PAYMESH_SMTP_URL"),
         log_level=_env("PAYMESH_LOG_LEVEL", "INFO") or "INFO",
         trusted_proxies=tuple(p.strip() for p in (_env("PAYMESH_TRUSTED_PROXIES", "") or "")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import uuid
+from datetime import datetime
 
 import dramatiq
 
 import owner.models  # noqa: F401  (every mapper registered: the worker loads orders, …)
 import tenant.models  # noqa: F401
 from core import actors as names
+from core.db import utcnow
 from workers import context
 from workers.broker import install_broker
 
@@ -19,21 +23,37 @@ log = logging.getLogger(__name__)
 
 
 class EventNotApplied(Exception):
-    """Raised so Dramatiq retries with backoff; the event row says why."""
+    """Raised so Dramatiq retries with backoff; the row says why."""
 
 
+#: Dramatiq retries this actor only when it raises, which it does only when a try could
+#: not be recorded (the database or the broker unreachable): such a try counts nothing.
+#: A try that failed is counted on the event's inbox row, whose schedule (not Dramatiq's)
+#: sends the next one: the actor returns normally and sends itself a delayed message for
+#: the row's ``next_attempt_at``; the sweeper makes up for one that was lost.
 @dramatiq.actor(actor_name=names.PROCESS_WEBHOOK_EVENT, max_retries=16, min_backoff=250,
                 max_backoff=600_000, time_limit=120_000)
 async def process_webhook_event(tenant_slug: str, event_id: str) -> None:
-    from tenant.webhooks.processing import process
+    from tenant.webhooks.processing import process_event
 
     target = await context.tenant(tenant_slug)
     if target is None:
         log.warning("skipping event %s: tenant %s unavailable", event_id, tenant_slug)
         return
-    status = await process(context.runtime(), target, uuid.UUID(event_id))
-    if status == "failed":
-        raise EventNotApplied(f"event {event_id} not applied yet; retrying")
+    outcome = await process_event(context.runtime(), target, uuid.UUID(event_id))
+    if outcome.retry_at is not None:
+        await _try_again(tenant_slug, event_id, outcome.retry_at)
+
+
+async def _try_again(tenant_slug: str, event_id: str, at: datetime) -> None:
+    """Send the event's next try for ``at`` (its row's ``next_attempt_at``)."""
+    delay_ms = max(0, math.ceil((at - utcnow()).total_seconds() * 1000))
+    try:
+        await asyncio.to_thread(process_webhook_event.send_with_options,
+                                args=(tenant_slug, event_id), delay=delay_ms)
+    except Exception as exc:  # noqa: BLE001 - the row keeps the schedule
+        log.warning("event %s: next try not sent (%s); left for the sweeper", event_id,
+                    type(exc).__name__)
 
 
 @dramatiq.actor(actor_name=names.DELIVER_SANDBOX_WEBHOOK, max_retries=10, min_backoff=500,

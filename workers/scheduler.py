@@ -47,7 +47,8 @@ class Job:
 
 
 async def sweep_inbox(runtime: Runtime, tenant: TenantContext) -> int:
-    """Re-enqueue events stuck in ``received`` and failed events whose retry is due."""
+    """Re-enqueue events stuck in ``received``, and failed events whose next try is overdue
+    (a lost message: the actor sends each try when the previous one fails)."""
     from tenant.webhooks.processing import due_events
 
     async with runtime.tenant_session(tenant.db_url) as session:

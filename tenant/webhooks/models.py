@@ -16,7 +16,7 @@ class EventStatus(StrEnum):
     RECEIVED = "received"  # stored and acknowledged, waiting for a worker
     PROCESSED = "processed"  # effects applied (or nothing to apply)
     FAILED = "failed"  # last attempt failed; will be retried at next_attempt_at
-    DEAD = "dead"  # gave up after MAX_ATTEMPTS; visible and replayable
+    DEAD = "dead"  # gave up after PAYMESH_WEBHOOK_MAX_ATTEMPTS; visible, replayable
 
 
 class WebhookEvent(IdMixin, TenantBase):

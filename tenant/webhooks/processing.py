@@ -27,40 +27,30 @@ import asyncio
 import enum
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.audit import Actor
 from core.db import utcnow
-from core.errors import ValidationError
 from core.metrics import EVENTS_DEAD, EVENTS_FAILED, EVENTS_PROCESSED, PROCESSING_LAG
-from core.money import parse_major
 from core.runtime import Runtime
-from core.sql import Sql, Transaction, orm, sql
+from core.sql import Sql, Transaction, sql
 from core.tenancy import TenantContext
 from providers.base import EventType
 from providers.redaction import redact
 from tenant.payments import events as payments
+from tenant.webhooks.handlers import WORKER, Applied, Inbound, NotReady, captured_of, handler_for
 from tenant.webhooks.models import EventStatus, WebhookEvent
 
 log = logging.getLogger(__name__)
-#: Early retries are fast (Dramatiq backoff from 250 ms), later ones slow: about a day.
-MAX_ATTEMPTS = 16
+# Tries of an event before it is ``dead``: ``PAYMESH_WEBHOOK_MAX_ATTEMPTS`` (16: 1 s, 2 s,
+# 4 s … apart, then hourly, about five hours in all; see :func:`backoff`).
 #: Events applied in one transaction at most: the message's own and waiting payment
 #: successes (each holds its order's row lock until the commit).
 BATCH = 64
-WORKER = Actor.system("worker")
-
-
-class NotReady(Exception):
-    """What the event depends on is not there yet (e.g. a refund before its payment).
-
-    Raised before anything is written for the event.
-    """
 
 
 def _not_ready(exc: BaseException | None) -> bool:
@@ -69,9 +59,20 @@ def _not_ready(exc: BaseException | None) -> bool:
     return isinstance(exc, (NotReady, EventOutOfOrder))
 
 
-def backoff(attempts: int) -> timedelta:
-    """1 s, 2 s, 4 s … capped at one hour (when the sweeper next re-enqueues it)."""
-    return timedelta(seconds=min(3600, 2 ** max(0, attempts - 1)))
+def backoff(attempts: int, base: timedelta = timedelta(seconds=1)) -> timedelta:
+    """The wait after the ``attempts``-th failed try: ``base``, twice that, four times …
+    capped at one hour."""
+    return min(timedelta(hours=1), base * 2 ** min(max(0, attempts - 1), 20))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one message's processing did with its event."""
+
+    status: str  # the event's status afterwards (``missing``: no such event)
+    #: Set when this try failed and was counted: when the next one is due (None: dead,
+    #: or not this try's failure to schedule).
+    retry_at: datetime | None = None
 
 
 _STATUS = "SELECT status FROM webhook_events WHERE id = $1"
@@ -183,9 +184,23 @@ _status_reads = _StatusReads()
 
 async def process(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID) -> str:
     """Apply one event (with waiting payment successes); returns its resulting status."""
+    return (await process_event(runtime, tenant, event_id)).status
+
+
+async def process_event(runtime: Runtime, tenant: TenantContext,
+                        event_id: uuid.UUID) -> Outcome:
+    """Try one event once (with waiting payment successes).
+
+    The inbox row is the event's only retry clock: a failed try is counted in its
+    ``attempts`` and the row says when the next one is due (``next_attempt_at``, from
+    :func:`backoff`), until ``PAYMESH_WEBHOOK_MAX_ATTEMPTS`` tries, then ``dead``. The
+    outcome's ``retry_at`` tells the caller (the actor) to send the next try then; an
+    error that keeps a try from being recorded (the database unreachable) is raised,
+    counts nothing, and is the message transport's to retry.
+    """
     status = await _status_reads.status(runtime, tenant.db_url, event_id)
     if status is None or status in (EventStatus.PROCESSED, EventStatus.DEAD):
-        return status or "missing"  # applied before (or in a batch), or given up on
+        return Outcome(status or "missing")  # applied before (or in a batch), or given up on
     for mates in (_Mates.TOGETHER, _Mates.ONE_BY_ONE):
         try:
             return await _attempt(runtime, tenant, event_id, mates)
@@ -200,7 +215,7 @@ async def process(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID) 
 
 
 async def _attempt(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID,
-                   mates: _Mates) -> str:
+                   mates: _Mates) -> Outcome:
     """Apply the event, and the payment successes claimed beside it as ``mates`` says, in
     one transaction that marks them all processed."""
     applied: list[_Claimed] = []
@@ -209,7 +224,7 @@ async def _attempt(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID,
             statements = await sql(db)
             claimed = await statements.fetchrow(_CLAIM, event_id)
             if claimed is None:  # unknown, or processed (or dead) meanwhile
-                return await statements.fetchval(_STATUS, event_id) or "missing"
+                return Outcome(await statements.fetchval(_STATUS, event_id) or "missing")
             event = _Claimed(*claimed)
             try:
                 await apply(runtime, db, tenant, event.provider, event.normalized)
@@ -231,7 +246,7 @@ async def _attempt(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID,
     for event in applied:
         EVENTS_PROCESSED.labels(event.provider).inc()
         PROCESSING_LAG.observe(max(0.0, (now - event.received_at).total_seconds()))
-    return EventStatus.PROCESSED
+    return Outcome(EventStatus.PROCESSED)
 
 
 async def _apply_mates(runtime: Runtime, db: Transaction, tenant: TenantContext,
@@ -241,7 +256,7 @@ async def _apply_mates(runtime: Runtime, db: Transaction, tenant: TenantContext,
     if mates is _Mates.TOGETHER:
         try:
             changed = await payments.mark_payments_succeeded(
-                db, [_captured(e.provider, e.normalized) for e in claimed], actor=WORKER)
+                db, [captured_of(e.provider, e.normalized) for e in claimed], actor=WORKER)
         except Exception as exc:
             raise _BatchFailed(None) from exc
         # None: the attempt is not stored yet; nothing written, left to its own message
@@ -259,108 +274,58 @@ async def _apply_mates(runtime: Runtime, db: Transaction, tenant: TenantContext,
 
 
 async def _record_failure(runtime: Runtime, tenant: TenantContext, event_id: uuid.UUID,
-                          exc: BaseException | None) -> str:
-    """Count the failed attempt (its effects were rolled back): retried later, or dead."""
+                          exc: BaseException | None) -> Outcome:
+    """Count the failed try (its effects were rolled back): due again later, or dead."""
+    settings = runtime.settings
     async with runtime.tenants.transaction(tenant.db_url) as db:
         statements = await sql(db)
         claimed = await statements.fetchrow(_CLAIM, event_id)
         if claimed is None:  # another worker processed it in the meantime
-            return await statements.fetchval(_STATUS, event_id) or "missing"
+            return Outcome(await statements.fetchval(_STATUS, event_id) or "missing")
         event = _Claimed(*claimed)
         attempts = event.attempts + 1
         error = redact(f"{type(exc).__name__}: {exc}")[:1000]  # stored, logged, returned
-        if attempts >= MAX_ATTEMPTS:
+        if attempts >= settings.webhook_max_attempts:
             status, next_attempt_at = EventStatus.DEAD, None
             EVENTS_DEAD.labels(event.provider).inc()
-            log.error("event %s dead after %s attempts: %s", event_id, attempts, error)
+            log.error("event %s attempt %s/%s failed, dead: %s", event_id, attempts,
+                      settings.webhook_max_attempts, error)
         else:
-            status, next_attempt_at = EventStatus.FAILED, utcnow() + backoff(attempts)
+            wait = backoff(attempts, timedelta(milliseconds=settings.webhook_retry_base_ms))
+            status, next_attempt_at = EventStatus.FAILED, utcnow() + wait
             EVENTS_FAILED.labels(event.provider).inc()
-            if not _not_ready(exc):
-                log.warning("event %s attempt %s failed: %s", event_id, attempts, error)
+            # an event early for what it needs (a refund before its payment) is common
+            log.log(logging.INFO if _not_ready(exc) else logging.WARNING,
+                    "event %s attempt %s/%s failed (next in %s): %s", event_id, attempts,
+                    settings.webhook_max_attempts, wait, error)
         await statements.execute(_FAILED, event_id, status.value, attempts, error,
                                  next_attempt_at)
-    return status
+    return Outcome(status, next_attempt_at)
 
 
 async def apply(runtime: Runtime, db: AsyncSession | Transaction, tenant: TenantContext,
-                provider: str, event: dict[str, Any]) -> None:
-    """The effect of one normalized event (see :class:`providers.base.NormalizedEvent`).
-
-    A payment's success is plain SQL on ``db``; the rarer events go through the ORM
-    services (on the session ``db`` makes for them).
-    """
-    from tenant.webhooks.money_events import apply_money_event
-
-    kind = EventType(event["type"])
-    payment_id = event.get("provider_payment_id") or event.get("reference")
-    if kind is EventType.PAYMENT_SUCCEEDED:
-        captured = _captured(provider, event)
-        # a bank feed may not know the currency: read in the attempt's
-        if captured.amount is None and captured.currency is None:
-            attempt = await payments.find_attempt(await orm(db), provider, payment_id)
-            if attempt is None:
-                raise NotReady(f"no payment attempt {provider}:{payment_id} yet")
-            amount, currency = _received(event, attempt.currency)
-            captured = replace(captured, amount=amount, currency=currency)
-        changed, = await payments.mark_payments_succeeded(db, [captured], actor=WORKER)
-        if changed is None:
-            raise NotReady(f"no payment attempt {provider}:{payment_id} yet")
-    elif kind is EventType.PAYMENT_FAILED:
-        session = await orm(db)
-        if await payments.find_attempt(session, provider, payment_id) is None:
-            raise NotReady(f"no payment attempt {provider}:{payment_id} yet")
-        data = event.get("data") or {}
-        await payments.mark_payment_failed(
-            session, provider=provider, provider_payment_id=payment_id,
-            failure_code=data.get("failure_code"),
-            failure_message=redact(data.get("failure_message")) or None,  # provider text
-            actor=WORKER)
-    elif kind in (EventType.REFUND_SUCCEEDED, EventType.REFUND_FAILED,
-                  EventType.DISPUTE_OPENED, EventType.DISPUTE_CLOSED):
-        session = await orm(db)
-        attempt = await payments.find_attempt(session, provider, payment_id)
-        if attempt is None or attempt.status != "succeeded":
-            raise NotReady(f"{kind.value} for {provider}:{payment_id} before its payment")
-        await apply_money_event(session, attempt_id=attempt.id, event=event, actor=WORKER)
-    elif kind is EventType.ACCOUNT_UPDATED:
-        log.info("account.updated for %s noted (Connect accounts are not modelled yet)",
-                 event.get("provider_account_id"))
-    # EventType.IGNORED: stored for the record, nothing to apply
-    _ = runtime, tenant
-
-
-def _captured(provider: str, event: dict[str, Any]) -> payments.Captured:
-    """What a normalized ``payment.succeeded`` event says was captured."""
-    payment_id = event.get("provider_payment_id") or event.get("reference")
-    return payments.Captured(provider, payment_id, event.get("amount"), event.get("currency"),
-                             event.get("fee_amount"))
-
-
-def _received(event: dict[str, Any], attempt_currency: str) -> tuple[int | None, str | None]:
-    """What arrived, in minor units. A provider that cannot know the currency (a bank feed
-    for an account without one configured) sends ``data.amount_major``: it is read in the
-    attempt's currency; one that does not fit it stays unknown, so the attempt is flagged."""
-    amount, currency = event.get("amount"), event.get("currency")
-    major = (event.get("data") or {}).get("amount_major")
-    if amount is None and currency is None and major is not None:
-        try:
-            return parse_major(str(major), attempt_currency), attempt_currency
-        except (ValidationError, ArithmeticError, ValueError):
-            return None, None
-    return amount, currency
+                provider: str, event: dict[str, Any]) -> Applied:
+    """The effect of one normalized event: its type's registered handler
+    (:mod:`tenant.webhooks.handlers`), or nothing for a type with no handler (``ignored``:
+    stored for the record, marked processed). An unknown type string raises (counted)."""
+    handler = handler_for(EventType(event["type"]))
+    if handler is None:
+        return Applied.NOTED
+    return await handler(Inbound(runtime, db, tenant, provider, event))
 
 
 async def due_events(session: AsyncSession, *, stuck_after: timedelta,
                      limit: int = 500) -> list[uuid.UUID]:
-    """Events the sweeper should (re-)enqueue: received long ago, or failed and due."""
-    now = utcnow()
+    """Events the sweeper should (re-)enqueue: received ``stuck_after`` ago and still
+    waiting, or failed and overdue by as long (the try due was sent when it failed; the
+    sweeper only makes up for a message that was lost)."""
+    due = utcnow() - stuck_after
     query = (
         select(WebhookEvent.id)
         .where(((WebhookEvent.status == EventStatus.RECEIVED)
-                & (WebhookEvent.received_at <= now - stuck_after))
+                & (WebhookEvent.received_at <= due))
                | ((WebhookEvent.status == EventStatus.FAILED)
-                  & (WebhookEvent.next_attempt_at <= now)))
+                  & (WebhookEvent.next_attempt_at <= due)))
         .order_by(WebhookEvent.received_at)
         .limit(limit)
     )
