@@ -274,7 +274,8 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
         await move(session, await lock_order(session, order.id), OrderStatus.PENDING_PAYMENT,
                    actor=actor, manual=False, now=now, reason="new checkout")
     if live_id is not None:
-        await statements.execute(_SUPERSEDE, live_id, now)
+        if await statements.execute(_SUPERSEDE, live_id, now) == "UPDATE 0":
+            log.error("attempt %s was no longer open to supersede", live_id)
         record(await orm(db), AuditLog, actor, "payment.superseded", "payment", live_id,
                {"order_id": str(order.id), "by_provider": provider})
     default_return, default_cancel = default_urls(runtime, tenant, order)

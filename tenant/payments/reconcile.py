@@ -65,7 +65,7 @@ async def confirm(runtime: Runtime, session: AsyncSession, tenant: TenantContext
         await session.refresh(attempt, with_for_update=True)
         if not ATTEMPT_STATUS.can(attempt.status, PaymentAttemptStatus.CANCELLED):
             return False  # settled meanwhile (a webhook won the race)
-        attempt.status = PaymentAttemptStatus.CANCELLED
+        attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.CANCELLED)
         await session.flush()
         still_live = await session.scalar(select(Payment.id).where(
             Payment.order_id == order.id, Payment.status.in_(LIVE_STATUSES)))
