@@ -110,7 +110,8 @@ async def mark_paid_cash(session: AsyncSession, order_id: uuid.UUID, data: MarkP
         session.add(attempt)
         await session.flush()
     elif attempt.status != PaymentAttemptStatus.PENDING:  # revived for this payment
-        attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.PENDING)
+        attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.PENDING,
+                                              param=None)
     if data.reference:
         attempt.instructions = {**(attempt.instructions or {}), "reference": data.reference}
     await apply_success(session, order, attempt, amount=order.total, currency=order.currency,
