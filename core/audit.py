@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from core.db import utcnow
+from core.sql import json_param
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class AuditLogMixin:
 
 def audit_row(actor: Actor, action: str, entity_type: str, entity_id: object,
               data: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The column values of one audit row (for a Core ``INSERT`` on a hot path)."""
+    """The column values of one audit row: what :func:`record` adds to a session and
+    :func:`insert_sql` writes in a set-based statement."""
     return {
         "id": uuid.uuid4(),
         "created_at": utcnow(),
@@ -77,6 +79,39 @@ def audit_row(actor: Actor, action: str, entity_type: str, entity_id: object,
         "ip": actor.ip,
         "user_agent": (actor.user_agent or "")[:256] or None,
     }
+
+
+#: The ``audit_log`` columns, in the order of :func:`insert_sql`'s parameters.
+AUDIT_COLUMNS = ("id", "created_at", "actor_key_id", "actor_kind", "action", "entity_type",
+                 "entity_id", "data", "ip", "user_agent")
+_TYPES = ("uuid", "timestamptz", "uuid", "text", "text", "text", "text", "text", "text",
+          "text")
+
+
+def insert_sql(first: int, *, name: str = "audit", entity_id: str = "a.entity_id",
+               data: str = "CAST(a.data AS jsonb)", join: str | None = None) -> str:
+    """The ONE hand-written ``INSERT INTO audit_log``: a CTE ``name AS (...)`` writing any
+    number of :func:`audit_row` rows, given as the arrays of :func:`columns` in parameters
+    ``$first`` to ``$first + 9``, for set-based statements that audit what they change.
+
+    ``entity_id``/``data`` replace the row's own values by SQL expressions over ``a`` (the
+    row) and ``join`` (a CTE of the same statement, cross-joined), for what only the
+    statement knows: the id of an upserted row, a number it drew.
+    """
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(_TYPES))
+    names = ", ".join(AUDIT_COLUMNS)
+    values = ", ".join(
+        entity_id if c == "entity_id" else data if c == "data" else f"a.{c}"
+        for c in AUDIT_COLUMNS)
+    source = f"unnest({arrays}) AS a({names})" + (f", {join}" if join else "")
+    return (f"{name} AS (INSERT INTO audit_log ({names}) "
+            f"SELECT {values} FROM {source})")
+
+
+def columns(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    """:func:`audit_row` rows as the ten column arrays :func:`insert_sql` takes."""
+    return [[json_param(r[c]) if c == "data" else r[c] for r in rows]
+            for c in AUDIT_COLUMNS]
 
 
 def record(

@@ -23,8 +23,9 @@ from core.errors import NotFound
 from tenant.audit.models import AuditLog
 from tenant.orders import reservations
 from tenant.orders.models import Order
-from tenant.orders.states import Fulfillment, OrderStatus, PaymentStatus, check
-from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
+from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, check
+from tenant.payments.models import Payment, PaymentAttemptStatus
+from tenant.payments.states import ATTEMPT_STATUS
 
 
 async def lock_order(session: AsyncSession, order_id: uuid.UUID) -> Order:
@@ -76,17 +77,27 @@ async def move(session: AsyncSession, order: Order, target: OrderStatus, *, acto
         setattr(order, column, value)
     if target is OrderStatus.PAYMENT_FAILED:
         await reservations.release(session, order.id, now)
-        order.payment_status = PaymentStatus.NOT_PAID
+        if order.payment_status != PaymentStatus.NOT_PAID:
+            set_payment_status(order, PaymentStatus.NOT_PAID)
     if target is OrderStatus.CANCELLED:
         order.cancelled_at = now
         await reservations.release(session, order.id, now)
         # a checkout still open at the provider can no longer pay this order normally;
         # a late success is still recorded (see tenant.payments.events)
+        cancelled = PaymentAttemptStatus.CANCELLED
         await session.execute(
             update(Payment).where(Payment.order_id == order.id,
-                                  Payment.status.in_(LIVE_STATUSES))
-            .values(status=PaymentAttemptStatus.CANCELLED, updated_at=now))
+                                  Payment.status.in_(ATTEMPT_STATUS.sources(cancelled)))
+            .values(status=cancelled, updated_at=now))
         if order.payment_status == PaymentStatus.PENDING:
-            order.payment_status = PaymentStatus.NOT_PAID
+            set_payment_status(order, PaymentStatus.NOT_PAID)
     session.add(AuditLog(**step.audit))
     await session.flush()
+
+
+def set_payment_status(order: Order, target: PaymentStatus) -> None:
+    """Move a locked order's ``payment_status`` through its table
+    (:data:`tenant.orders.states.PAYMENT_STATUS`), or raise 409 listing the allowed
+    targets. Callers that ignore rather than refuse an event ask ``PAYMENT_STATUS.can``."""
+    order.payment_status = PAYMENT_STATUS.check(order.payment_status, target,
+                                                param="payment_status")

@@ -18,6 +18,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.audit import Actor, audit_row
 from core.db import fetch_page, utcnow
 from core.errors import NotFound, UnprocessableError, ValidationError
@@ -92,7 +93,7 @@ LEFT JOIN products p ON p.id = ANY($1::uuid[])
 #: The number comes from the counter row, in this transaction: an order that is refused
 #: later (stock, …) rolls it back with everything else, so numbers have no gaps. The row
 #: stays locked until the transaction ends, so a tenant's orders are numbered one at a time.
-_INSERT_ORDER = """
+_INSERT_ORDER = f"""
 WITH seq AS (UPDATE invoice_counter SET last_number = last_number + 1 WHERE id = 1
              RETURNING last_number AS n),
 o AS (
@@ -113,13 +114,8 @@ lines AS (
                    $23::bigint[], $24::bigint[])
          AS l(id, position, product_id, description, kind, quantity, unit_amount, amount)
 ),
-audit AS (
-    INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
-                           entity_id, data, ip, user_agent)
-    SELECT $25, $16, $26, $27, 'order.created', 'order', o.id::text,
-           $28::jsonb || jsonb_build_object('number', o.number), $29, $30
-    FROM o
-)
+{audit.insert_sql(25, data="CAST(a.data AS jsonb) || jsonb_build_object('number', o.number)",
+                  join="o")}
 SELECT number FROM o
 """
 
@@ -218,7 +214,7 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         configs = await snapshots.configs_at(db, tenant, rows[0]["configs_version"])
         options = [] if order.total <= 0 else (await provider_configs.payment_options(
             runtime, tenant, configs, [(currency, order.total)]))[(currency, order.total)]
-    audit = audit_row(actor, "order.created", "order", order.id,
+    entry = audit_row(actor, "order.created", "order", order.id,
                       {"total": order.total, "currency": currency, "items": len(lines),
                        "reserved": {str(k): v for k, v in wanted.items()}})
     order.number = await statements.fetchval(
@@ -230,8 +226,7 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         [line.product_id for line in lines], [line.description for line in lines],
         [line.kind for line in lines], [line.quantity for line in lines],
         [line.unit_amount for line in lines], [line.amount for line in lines],
-        audit["id"], audit["actor_key_id"], audit["actor_kind"], json_param(audit["data"]),
-        audit["ip"], audit["user_agent"])
+        *audit.columns([entry]))
     if wanted:
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)

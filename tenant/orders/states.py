@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.errors import Conflict
+from core.transitions import Transitions
 
 
 class OrderStatus(StrEnum):
@@ -143,3 +144,41 @@ def check(source: OrderStatus, target: OrderStatus, path: Fulfillment, *, manual
         param="to",
         extra={"allowed": allowed, "current": source.value},
     )
+
+
+P = PaymentStatus
+
+#: Where an order's money may go: the ONE table every ``payment_status`` write goes
+#: through (:func:`tenant.orders.lifecycle.set_payment_status` in Python,
+#: :mod:`tenant.orders.sql` in set-based SQL). ``not_paid`` is where an order starts.
+#:
+#: - a checkout opens an attempt: ``not_paid → pending``; the last open attempt gone (the
+#:   order cancelled, the payment failed, the customer gave up): ``pending → not_paid``;
+#: - money captured: ``not_paid | pending → paid`` (also on a closed order: the money is
+#:   kept and flagged, see :mod:`tenant.payments.settle`);
+#: - refunds: ``paid | partially_refunded | disputed → partially_refunded | refunded``
+#:   (``partially_refunded → partially_refunded``: another partial refund);
+#: - disputes: ``paid | partially_refunded → disputed`` (``disputed → disputed``: a second
+#:   dispute on the same payment); won: back to ``paid`` or ``partially_refunded`` (what
+#:   the refunds left), lost: ``refunded``.
+#:
+#: Decisions where the code before this table moved without asking:
+#:
+#: - ``refunded`` is final. A chargeback on a fully refunded payment is recorded (ledger,
+#:   audit) but the status stays ``refunded``: the customer already has all the money back,
+#:   and a ``disputed`` that no close could ever leave (the order itself cannot become
+#:   ``disputed`` from ``refunded``) would be a lie. Before, the status became ``disputed``.
+#: - a capture never moves a refunded order back to ``paid``: a success arriving for an
+#:   order whose status the table does not let become ``paid`` is kept for review (the
+#:   attempt ``needs_review``, the order flagged), like a second success; a failure after
+#:   a success changes nothing (``succeeded`` is final in the attempt table).
+#: - a dispute won on a partially refunded payment returns to ``partially_refunded``
+#:   (before: ``paid``, which hid the refund).
+PAYMENT_STATUS: Transitions[PaymentStatus] = Transitions("payment status", PaymentStatus, {
+    P.NOT_PAID: (P.PENDING, P.PAID),
+    P.PENDING: (P.NOT_PAID, P.PAID),
+    P.PAID: (P.PARTIALLY_REFUNDED, P.REFUNDED, P.DISPUTED),
+    P.PARTIALLY_REFUNDED: (P.PARTIALLY_REFUNDED, P.REFUNDED, P.DISPUTED),
+    P.DISPUTED: (P.DISPUTED, P.PAID, P.PARTIALLY_REFUNDED, P.REFUNDED),
+    P.REFUNDED: (),
+})

@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import circuit
+from core import audit, circuit
 from core.audit import Actor, audit_row, record
+from core.audit import columns as audit_columns
 from core.db import utcnow
 from core.errors import NotFound, PaymeshError, ServiceUnavailable, UnprocessableError
 from core.redis import get_redis
@@ -42,6 +43,7 @@ from providers.base import (
 from providers.registry import UnknownProvider
 from tenant.audit.models import AuditLog
 from tenant.orders import reservations
+from tenant.orders import sql as order_sql
 from tenant.orders.lifecycle import lock_order, move
 from tenant.orders.models import Order
 from tenant.orders.states import PAYABLE, OrderStatus, PaymentStatus
@@ -50,6 +52,7 @@ from tenant.payments.errors import OrderNotPayable, api_error
 from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 from tenant.payments.reconcile import confirm
 from tenant.payments.schemas import CheckoutOut
+from tenant.payments.states import ATTEMPT_STATUS
 from tenant.provider_configs import service as provider_configs
 from tenant.provider_configs import snapshots
 from tenant.settings.models import DEFAULT_RESERVATION_TTL_MINUTES
@@ -146,34 +149,28 @@ _LIVE = [s.value for s in LIVE_STATUSES]
 #: A provider answer as an attempt row (a provider that returns an id it gave before, like
 #: cash's per-order id, revives that row instead of adding one), its audit row, and the
 #: order's payment status when the attempt is open.
-_STORE = """
+_STORE = f"""
 WITH attempt AS (
     INSERT INTO payments (id, order_id, attempt_number, provider, idempotency_key, status,
                           amount, currency, provider_payment_id, redirect_url, client_secret,
                           instructions, fee_amount, failure_code, failure_message, flags,
                           created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{}', $16, $16)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{{}}', $16, $16)
     ON CONFLICT (provider, provider_payment_id) DO UPDATE SET
         status = EXCLUDED.status, redirect_url = EXCLUDED.redirect_url,
         client_secret = EXCLUDED.client_secret, instructions = EXCLUDED.instructions,
         fee_amount = EXCLUDED.fee_amount, failure_code = EXCLUDED.failure_code,
         failure_message = EXCLUDED.failure_message, updated_at = EXCLUDED.updated_at
+    WHERE payments.status || '>' || EXCLUDED.status = ANY({ATTEMPT_STATUS.pairs_sql()})
     RETURNING *
 ),
-audit AS (
-    INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
-                           entity_id, data, ip, user_agent)
-    SELECT $17, $16, $18, $19, 'payment.checkout_started', 'payment', attempt.id::text,
-           $20, $21, $22
-    FROM attempt
-),
-pending AS (
-    UPDATE orders SET payment_status = 'pending', updated_at = $16
-    WHERE id = $2 AND $23 AND payment_status <> 'pending'
-)
+{audit.insert_sql(17, entity_id="attempt.id::text", join="attempt")},
+pending AS ({order_sql.open_payment("$2", "$16", "$27")})
 SELECT * FROM attempt
 """
-_SUPERSEDE = "UPDATE payments SET status = 'superseded', updated_at = $2 WHERE id = $1"
+_SUPERSEDE = (
+    "UPDATE payments SET status = 'superseded', updated_at = $2 WHERE id = $1 AND status = "
+    f"ANY({ATTEMPT_STATUS.sources_sql(PaymentAttemptStatus.SUPERSEDED)})")
 
 
 async def _lock(statements: Sql, order_id: uuid.UUID) -> LockedOrder:
@@ -208,7 +205,7 @@ async def _store(statements: Sql, order: LockedOrder, n: int, key: str, provider
     Returns the row's columns as attributes (for the response; not an ORM object).
     """
     status = _STATES[result.state]
-    audit = audit_row(actor, "payment.checkout_started", "payment", None,
+    entry = audit_row(actor, "payment.checkout_started", "payment", None,
                       {"order_id": str(order.id), "provider": provider, "attempt": n,
                        "amount": order.total, "currency": order.currency,
                        "failed_over": failed_over})
@@ -216,11 +213,14 @@ async def _store(statements: Sql, order: LockedOrder, n: int, key: str, provider
         _STORE, uuid.uuid4(), order.id, n, provider, key, status, order.total, order.currency,
         result.provider_payment_id, result.redirect_url, result.client_secret,
         json_param(dict(result.instructions)), result.fee_amount, result.failure_code,
-        result.failure_message, now,
-        audit["id"], audit["actor_key_id"], audit["actor_kind"], json_param(audit["data"]),
-        audit["ip"], audit["user_agent"],
+        result.failure_message, now, *audit_columns([entry]),
         result.state is not PaymentState.SUCCEEDED and status in LIVE_STATUSES)
-    assert row is not None  # INSERT … ON CONFLICT DO UPDATE always returns the row
+    if row is None:  # the provider's id names an attempt the table may not move there
+        current = await statements.fetchval(
+            "SELECT status FROM payments WHERE provider = $1 AND provider_payment_id = $2",
+            provider, result.provider_payment_id)
+        ATTEMPT_STATUS.check(current, status, param="provider")
+        raise AssertionError("INSERT … ON CONFLICT DO UPDATE returned no row")
     return SimpleNamespace(**row)
 
 
@@ -274,7 +274,8 @@ async def start_checkout(runtime: Runtime, db: AsyncSession | Transaction, tenan
         await move(session, await lock_order(session, order.id), OrderStatus.PENDING_PAYMENT,
                    actor=actor, manual=False, now=now, reason="new checkout")
     if live_id is not None:
-        await statements.execute(_SUPERSEDE, live_id, now)
+        if await statements.execute(_SUPERSEDE, live_id, now) == "UPDATE 0":
+            log.error("attempt %s was no longer open to supersede", live_id)
         record(await orm(db), AuditLog, actor, "payment.superseded", "payment", live_id,
                {"order_id": str(order.id), "by_provider": provider})
     default_return, default_cancel = default_urls(runtime, tenant, order)

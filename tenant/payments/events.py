@@ -35,6 +35,7 @@ from tenant.payments.errors import UnknownPaymentAttempt
 from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
 from tenant.payments.schemas import PaymentOut
 from tenant.payments.settle import Capture, Locked, settle_success, settle_successes
+from tenant.payments.states import ATTEMPT_STATUS
 
 
 def to_out(row: Payment) -> PaymentOut:
@@ -82,7 +83,7 @@ class Captured:
 #: row-locked in id order (orders first: see the module docstring).
 _LOCK_ORDERS = """
     SELECT id, number, status, status_reason, fulfillment, tax, customer_email, paid_at,
-           flags
+           flags, payment_status
     FROM orders
     WHERE id IN (SELECT p.order_id
                  FROM payments p
@@ -128,6 +129,7 @@ async def _lock(db: AsyncSession | Transaction,
             status_reason=order["status_reason"], fulfillment=order["fulfillment"],
             tax=order["tax"], customer_email=order["customer_email"],
             paid_at=order["paid_at"], order_flags=order["flags"] or {},
+            payment_status=order["payment_status"],
             attempt_id=attempt["id"], attempt_status=attempt["status"],
             amount=attempt["amount"], currency=attempt["currency"],
             provider=attempt["provider"], fee_amount=attempt["fee_amount"],
@@ -163,7 +165,8 @@ async def apply_success(session: AsyncSession, order: Order, attempt: Payment, *
         order_id=order.id, number=order.number, order_status=order.status,
         status_reason=order.status_reason, fulfillment=order.fulfillment, tax=order.tax,
         customer_email=order.customer_email,
-        paid_at=order.paid_at, order_flags=order.flags or {}, attempt_id=attempt.id,
+        paid_at=order.paid_at, order_flags=order.flags or {},
+        payment_status=order.payment_status, attempt_id=attempt.id,
         attempt_status=attempt.status, amount=attempt.amount, currency=attempt.currency,
         provider=attempt.provider, fee_amount=attempt.fee_amount,
         attempt_flags=attempt.flags or {}, other_succeeded=other)
@@ -222,14 +225,14 @@ async def mark_payment_failed(session: AsyncSession, *, provider: str, provider_
                               actor: Actor) -> bool:
     """The provider refused the payment: order → payment_failed, reservations released.
 
-    A failure for an attempt that already succeeded or failed changes nothing (False).
+    A failure the attempt table refuses (the attempt succeeded, failed or is kept for
+    review) changes nothing (False).
     """
     order, attempt = await _lock_orm(session, provider, provider_payment_id)
-    if attempt.status in (PaymentAttemptStatus.SUCCEEDED, PaymentAttemptStatus.FAILED,
-                          PaymentAttemptStatus.NEEDS_REVIEW):
-        return False
+    if not ATTEMPT_STATUS.can(attempt.status, PaymentAttemptStatus.FAILED):
+        return False  # settled or failed before: a late failure never un-pays
     was_live = attempt.status in LIVE_STATUSES
-    attempt.status = PaymentAttemptStatus.FAILED
+    attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.FAILED)
     attempt.failure_code = (failure_code or "payment_failed")[:64]
     attempt.failure_message = failure_message
     record(session, AuditLog, actor, "payment.failed", "payment", attempt.id,

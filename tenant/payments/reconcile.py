@@ -23,10 +23,11 @@ from core.tenancy import TenantContext
 from providers.base import PaymentState, ProviderError
 from providers.registry import UnknownProvider
 from tenant.audit.models import AuditLog
-from tenant.orders.lifecycle import lock_order
+from tenant.orders.lifecycle import lock_order, set_payment_status
 from tenant.orders.states import PaymentStatus
 from tenant.payments import events
 from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
+from tenant.payments.states import ATTEMPT_STATUS
 from tenant.provider_configs import service as provider_configs
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,15 @@ async def confirm(runtime: Runtime, session: AsyncSession, tenant: TenantContext
             failure_message=result.failure_message, actor=actor)
     if result.state is PaymentState.CANCELLED:
         order = await lock_order(session, attempt.order_id)
-        attempt.status = PaymentAttemptStatus.CANCELLED
+        await session.refresh(attempt, with_for_update=True)
+        if not ATTEMPT_STATUS.can(attempt.status, PaymentAttemptStatus.CANCELLED):
+            return False  # settled meanwhile (a webhook won the race)
+        attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.CANCELLED)
         await session.flush()
         still_live = await session.scalar(select(Payment.id).where(
             Payment.order_id == order.id, Payment.status.in_(LIVE_STATUSES)))
         if still_live is None and order.payment_status == PaymentStatus.PENDING:
-            order.payment_status = PaymentStatus.NOT_PAID
+            set_payment_status(order, PaymentStatus.NOT_PAID)
         record(session, AuditLog, actor, "payment.cancelled_by_customer", "payment", attempt.id,
                {"order_id": str(order.id), "provider": attempt.provider})
         await session.flush()

@@ -30,6 +30,7 @@ from tenant.payments.events import (
 )
 from tenant.payments.models import Payment, PaymentAttemptStatus
 from tenant.payments.schemas import MarkPaidIn, PaymentOut
+from tenant.payments.states import ATTEMPT_STATUS
 from tenant.provider_configs.models import ProviderConfigRow
 
 __all__ = [
@@ -108,8 +109,9 @@ async def mark_paid_cash(session: AsyncSession, order_id: uuid.UUID, data: MarkP
             amount=order.total, currency=order.currency, instructions={}, flags={})
         session.add(attempt)
         await session.flush()
-    elif attempt.status != PaymentAttemptStatus.PENDING:
-        attempt.status = PaymentAttemptStatus.PENDING
+    elif attempt.status != PaymentAttemptStatus.PENDING:  # revived for this payment
+        attempt.status = ATTEMPT_STATUS.check(attempt.status, PaymentAttemptStatus.PENDING,
+                                              param=None)
     if data.reference:
         attempt.instructions = {**(attempt.instructions or {}), "reference": data.reference}
     await apply_success(session, order, attempt, amount=order.total, currency=order.currency,

@@ -12,6 +12,7 @@ flush first (:mod:`tenant.payments.events` does).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,40 +22,41 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
+from core import audit
 from core.audit import Actor, audit_row
 from core.db import utcnow
 from core.sql import Transaction, columns, json_param, sql
 from tenant.ledger import service as ledger
 from tenant.notifications import service as notifications
 from tenant.orders import reservations
+from tenant.orders import sql as order_sql
 from tenant.orders.lifecycle import transition
 from tenant.orders.models import Order
-from tenant.orders.states import PAYABLE, Fulfillment, OrderStatus, PaymentStatus
-from tenant.payments.models import LIVE_STATUSES, Payment, PaymentAttemptStatus
+from tenant.orders.states import (
+    PAYABLE,
+    PAYMENT_STATUS,
+    Fulfillment,
+    OrderStatus,
+    PaymentStatus,
+)
+from tenant.payments.models import Payment, PaymentAttemptStatus
+from tenant.payments.states import ATTEMPT_STATUS
 
-_LIVE = ", ".join(f"'{status.value}'" for status in LIVE_STATUSES)
+log = logging.getLogger(__name__)
 
-#: Audit rows, written by the statement they belong to: in both statements below, $1–$10
-#: are the audit rows' columns (as arrays).
-_AUDIT_COLUMNS = ("id", "created_at", "actor_key_id", "actor_kind", "action", "entity_type",
-                  "entity_id", "data", "ip", "user_agent")
-_AUDIT = """
-    audit AS (
-        INSERT INTO audit_log (id, created_at, actor_key_id, actor_kind, action, entity_type,
-                               entity_id, data, ip, user_agent)
-        SELECT a.id, a.created_at, a.actor_key_id, a.actor_kind, a.action, a.entity_type,
-               a.entity_id, CAST(a.data AS jsonb), a.ip, a.user_agent
-        FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[],
-                    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-             AS a(id, created_at, actor_key_id, actor_kind, action, entity_type, entity_id,
-                  data, ip, user_agent)
-    )"""
+_A = PaymentAttemptStatus
+#: Attempt guards from the table (:mod:`tenant.payments.states`).
+_SUPERSEDED_FROM = ATTEMPT_STATUS.sources_sql(_A.SUPERSEDED)
+_SUCCEEDED_FROM = ATTEMPT_STATUS.sources_sql(_A.SUCCEEDED)
+_REVIEW_FROM = ATTEMPT_STATUS.sources_sql(_A.NEEDS_REVIEW)
+
 #: The attempts succeed, their orders' other live attempts can no longer be paid, the
-#: orders are paid, with their audit rows: one statement for any number of orders ($11–$17:
-#: one array element per order; $18: now). The one-success-per-order index refuses a second
-#: success here.
+#: orders are paid, with their audit rows ($1–$10: :func:`core.audit.insert_sql`): one
+#: statement for any number of orders ($11–$17: one array element per order; $18: now).
+#: The one-success-per-order index refuses a second success here. Every status write is
+#: guarded by its table; the ids written come back, so a move the table refused is seen.
 _SUCCEED = f"""
-    WITH {_AUDIT},
+    WITH {audit.insert_sql(1)},
     paid AS (
         SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::bigint[], $14::text[], $15::text[],
                              $16::timestamptz[], $17::text[])
@@ -63,29 +65,31 @@ _SUCCEED = f"""
     superseded AS (
         UPDATE payments p SET status = 'superseded', updated_at = $18
         FROM paid
-        WHERE p.order_id = paid.order_id AND p.id <> paid.attempt_id AND p.status IN ({_LIVE})
+        WHERE p.order_id = paid.order_id AND p.id <> paid.attempt_id
+          AND p.status = ANY({_SUPERSEDED_FROM})
     ),
     succeeded AS (
         UPDATE payments p SET status = 'succeeded', succeeded_at = $18,
                               fee_amount = paid.fee_amount, failure_code = NULL,
                               failure_message = NULL, updated_at = $18
         FROM paid
-        WHERE p.id = paid.attempt_id
-    )
-    UPDATE orders o SET status = paid.status, status_reason = paid.status_reason,
-                        paid_at = paid.paid_at, payment_status = 'paid',
-                        flags = CAST(paid.flags AS jsonb), updated_at = $18
-    FROM paid
-    WHERE o.id = paid.order_id
+        WHERE p.id = paid.attempt_id AND p.status = ANY({_SUCCEEDED_FROM})
+        RETURNING p.id
+    ),
+    orders_paid AS ({order_sql.pay("paid", "$18")})
+    SELECT ARRAY(SELECT id FROM succeeded) AS attempts,
+           ARRAY(SELECT id FROM orders_paid) AS orders
 """
 #: Money that cannot be applied: the attempt needs review, the order a look.
 _REVIEW = f"""
-    WITH {_AUDIT},
+    WITH {audit.insert_sql(1)},
     review AS (
         UPDATE payments SET status = 'needs_review', flags = $14, updated_at = $13
-        WHERE id = $11
-    )
-    UPDATE orders SET flags = $15, updated_at = $13 WHERE id = $12
+        WHERE id = $11 AND status = ANY({_REVIEW_FROM})
+        RETURNING id
+    ),
+    flagged AS ({order_sql.flag("$12", "$15", "$13")})
+    SELECT count(*) FROM review
 """
 
 
@@ -102,6 +106,8 @@ class Locked:
     customer_email: str | None
     paid_at: datetime | None
     order_flags: dict[str, Any]
+    #: Where the order's money is (``PaymentStatus``).
+    payment_status: str
     attempt_id: uuid.UUID
     attempt_status: str
     amount: int
@@ -170,7 +176,7 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
     """One capture: unchanged (False), kept for review (True), or what paying it writes
     (its stock already written)."""
     locked = capture.locked
-    if locked.attempt_status == PaymentAttemptStatus.SUCCEEDED:
+    if not ATTEMPT_STATUS.can(locked.attempt_status, _A.SUCCEEDED):  # settled before
         return False
     amount, currency = capture.amount, (capture.currency or "").upper()
     attempt_id, order_id = locked.attempt_id, locked.order_id
@@ -194,6 +200,17 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
                           actor, "payment.duplicate", "payment", attempt_id,
                           {"order_id": str(order_id), "succeeded_attempt": other,
                            "amount": amount}))
+        return True
+    if not PAYMENT_STATUS.can(locked.payment_status, PaymentStatus.PAID):
+        # the order's money is refunded (or the like) without a succeeded attempt: a
+        # capture must not un-refund it; the money is kept for review
+        if locked.attempt_status == PaymentAttemptStatus.NEEDS_REVIEW:
+            return False
+        await _review(db, locked, now, ("order_payment_status", locked.payment_status),
+                      ("payment_not_applied", str(attempt_id)), audit_row(
+                          actor, "payment.not_applied", "payment", attempt_id,
+                          {"order_id": str(order_id), "amount": amount,
+                           "payment_status": locked.payment_status}))
         return True
 
     fee = capture.fee_amount if capture.fee_amount is not None else locked.fee_amount
@@ -239,11 +256,17 @@ async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
     """The ledger postings, attempts, orders and audit rows of captures that pay, then
     their receipts."""
     await ledger.post_many(db, [p.posting for p in paid])
-    await (await sql(db)).execute(
-        _SUCCEED, *_audit_columns([a for p in paid for a in p.audits]),
+    written = await (await sql(db)).fetchrow(
+        _SUCCEED, *audit.columns([a for p in paid for a in p.audits]),
         *columns((p.locked.attempt_id, p.locked.order_id, p.fee, p.order["status"],
                   p.order["status_reason"], p.order["paid_at"], json_param(p.order["flags"]))
                  for p in paid), now)
+    assert written is not None
+    refused = ({p.locked.attempt_id for p in paid} - set(written["attempts"])) | (
+        {p.locked.order_id for p in paid} - set(written["orders"]))
+    if refused:  # the rows are locked and were checked: only a write around the locks
+        log.error("settling refused by the status tables (changed under the lock?): %s",
+                  sorted(map(str, refused)))
     for p in paid:
         _sync(db, Payment, p.locked.attempt_id, {
             "status": PaymentAttemptStatus.SUCCEEDED.value, "succeeded_at": now,
@@ -255,23 +278,20 @@ async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
 
 async def _review(db: AsyncSession | Transaction, locked: Locked, now: datetime,
                   attempt_flag: tuple[str, object], order_flag: tuple[str, object],
-                  audit: dict[str, Any]) -> None:
+                  audit_entry: dict[str, Any]) -> None:
     """Money moved that cannot be applied: the attempt needs review, the order a look."""
     attempt_flags = {**locked.attempt_flags, attempt_flag[0]: attempt_flag[1]}
     order_flags = {**locked.order_flags, order_flag[0]: order_flag[1]}
-    await (await sql(db)).execute(
-        _REVIEW, *_audit_columns([audit]), locked.attempt_id, locked.order_id, now,
+    reviewed = await (await sql(db)).fetchval(
+        _REVIEW, *audit.columns([audit_entry]), locked.attempt_id, locked.order_id, now,
         json_param(attempt_flags), json_param(order_flags))
+    if not reviewed:
+        log.error("attempt %s could not be marked for review from %s", locked.attempt_id,
+                  locked.attempt_status)
     _sync(db, Payment, locked.attempt_id, {
         "status": PaymentAttemptStatus.NEEDS_REVIEW.value, "flags": attempt_flags,
         "updated_at": now})
     _sync(db, Order, locked.order_id, {"flags": order_flags, "updated_at": now})
-
-
-def _audit_columns(audits: list[dict[str, Any]]) -> list[list[Any]]:
-    """The audit rows as the column arrays of ``_AUDIT``."""
-    return [[json_param(a[column]) if column == "data" else a[column] for a in audits]
-            for column in _AUDIT_COLUMNS]
 
 
 def _sync(db: AsyncSession | Transaction, model: type[Order | Payment], ident: uuid.UUID,

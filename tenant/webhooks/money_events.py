@@ -11,6 +11,7 @@ refunds started from Paymesh, commission reversal, entitlements and stock restor
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -21,9 +22,11 @@ from providers.base import EventType
 from tenant.audit.models import AuditLog
 from tenant.ledger import accounts
 from tenant.ledger.service import Line, post
-from tenant.orders.lifecycle import lock_order, move
-from tenant.orders.states import Fulfillment, OrderStatus, PaymentStatus, edge
+from tenant.orders.lifecycle import lock_order, move, set_payment_status
+from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, edge
 from tenant.payments.models import Payment
+
+log = logging.getLogger(__name__)
 
 
 class EventOutOfOrder(Exception):
@@ -54,6 +57,19 @@ def _go(order: Any, target: OrderStatus) -> bool:
     return edge(OrderStatus(order.status), target, Fulfillment(order.fulfillment)) is not None
 
 
+def _money_to(order: Any, target: PaymentStatus) -> dict[str, str]:
+    """``payment_status → target`` where the table allows it. A provider event is not
+    refused (the money moved, the ledger has it): a move the table forbids is left
+    undone, logged, and named in the event's audit row (``payment_status_kept``)."""
+    if PAYMENT_STATUS.can(order.payment_status, target):
+        set_payment_status(order, target)
+        return {}
+    log.warning("order %s: payment status stays %s (the table has no move to %s)",
+                order.id, order.payment_status, target)
+    return {"payment_status_kept": str(order.payment_status),
+            "payment_status_refused": target.value}
+
+
 async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: dict[str, Any],
                   actor: Actor) -> bool:
     refund_id = event.get("provider_refund_id") or event["provider_event_id"]
@@ -77,9 +93,10 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     if _go(order, target):
         await move(session, order, target, actor=actor, manual=False,
                    reason=f"refund {refund_id}")
-    order.payment_status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+    money = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
     record(session, AuditLog, actor, "refund.succeeded", "order", order.id,
-           {"provider_refund_id": refund_id, "amount": amount, "refunded_total": total})
+           {"provider_refund_id": refund_id, "amount": amount, "refunded_total": total,
+            **_money_to(order, money)})
     return True
 
 
@@ -101,10 +118,10 @@ async def _dispute_opened(session: AsyncSession, order: Any, attempt: Payment,
     if _go(order, OrderStatus.DISPUTED):
         await move(session, order, OrderStatus.DISPUTED, actor=actor, manual=False,
                    reason=f"dispute {dispute_id}")
-    order.payment_status = PaymentStatus.DISPUTED
     record(session, AuditLog, actor, "dispute.opened", "order", order.id,
            {"provider_dispute_id": dispute_id, "amount": amount,
-            "reason": (event.get("data") or {}).get("reason")})
+            "reason": (event.get("data") or {}).get("reason"),
+            **_money_to(order, PaymentStatus.DISPUTED)})
     return True
 
 
@@ -133,11 +150,13 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
         target = before if _go(order, before) else OrderStatus.PAID
         await move(session, order, target, actor=actor, manual=False,
                    reason=f"dispute {dispute_id} won")
-        order.payment_status = PaymentStatus.PAID
+        # back to where the money was: refunds made before the dispute still stand
+        refunded = int((attempt.flags or {}).get("refunded_amount", 0))
+        money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
     else:
         await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
                    reason=f"dispute {dispute_id} lost")
-        order.payment_status = PaymentStatus.REFUNDED
+        money = PaymentStatus.REFUNDED
     record(session, AuditLog, actor, f"dispute.{'won' if won else 'lost'}", "order", order.id,
-           {"provider_dispute_id": dispute_id})
+           {"provider_dispute_id": dispute_id, **_money_to(order, money)})
     return True
