@@ -38,12 +38,14 @@ from owner.tenants.controllers import ClusterController, TenantController
 from providers.registry import close_shared_clients
 from providers.sandbox.gateway import create_gateway_router
 from tenant.audit.controllers import AuditController
+from tenant.disputes.controllers import DisputeController
 from tenant.ledger.controllers import LedgerController
 from tenant.orders.controllers import OrderController
 from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
+from tenant.refunds.controllers import RefundController
 from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import (
     WebhookEventController,
@@ -147,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
+            RefundController, DisputeController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from core.idempotency import IdempotencyRecord
 from tenant.audit.models import AuditLog
+from tenant.disputes.models import Dispute
 from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tenant.notifications.models import Notification
 from tenant.orders.models import Order, OrderItem, Reservation
 from tenant.payments.models import Payment
 from tenant.products.models import Product
+from tenant.refunds.models import Refund
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.settings.models import TenantSettingsRow
 from tenant.webhooks.models import WebhookEvent
 
 __all__ = [
     "AuditLog",
+    "Dispute",
     "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",
@@ -25,6 +28,7 @@ __all__ = [
     "Payment",
     "Product",
     "ProviderConfigRow",
+    "Refund",
     "Reservation",
     "TenantSettingsRow",
     "WebhookEvent",

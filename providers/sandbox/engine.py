@@ -38,6 +38,9 @@ from providers.sandbox.models import (
 from providers.sandbox.signing import webhook_secret_for
 from providers.sandbox.store import IDEMPOTENCY_TTL, key, read, transact, write
 
+#: Seconds a merchant has to answer a dispute (Stripe-like: about a week).
+EVIDENCE_WINDOW = 7 * 24 * 3600
+
 MAX_AMOUNT = 10**12
 KEY_FORMAT = re.compile(r"^sk_sandbox_[A-Za-z0-9_]{8,120}$")
 
@@ -283,6 +286,7 @@ async def dispute(
                 reason=body.reason,
                 status=DisputeStatus.NEEDS_RESPONSE,
                 created=store.now(),
+                evidence_due_by=store.now() + EVIDENCE_WINDOW,
             )
             payment.disputes.append(record)
             kind = EventKind.DISPUTE_CREATED

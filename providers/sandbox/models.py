@@ -93,6 +93,8 @@ class Dispute(msgspec.Struct, kw_only=True):
     status: DisputeStatus
     created: int
     closed_at: int | None = None
+    #: When the merchant's evidence is due (unix seconds).
+    evidence_due_by: int | None = None
 
 
 class Payment(msgspec.Struct, kw_only=True):
@@ -180,6 +182,7 @@ def dispute_view(dispute: Dispute, payment: Payment) -> dict[str, Any]:
         "status": dispute.status.value,
         "created": dispute.created,
         "closed_at": dispute.closed_at,
+        "evidence_due_by": dispute.evidence_due_by,
     }
 
 

@@ -250,7 +250,8 @@ class SandboxProvider(PaymentProvider):
                 data={"reason": obj.get("reason")},
             )
         if kind in (EventType.DISPUTE_OPENED, EventType.DISPUTE_CLOSED):
-            data = {"status": obj.get("status"), "reason": obj.get("reason")}
+            data = {"status": obj.get("status"), "reason": obj.get("reason"),
+                    "evidence_due_by": obj.get("evidence_due_by")}
             if kind is EventType.DISPUTE_CLOSED:
                 data["outcome"] = obj.get("status")
             return NormalizedEvent(

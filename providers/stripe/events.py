@@ -146,6 +146,7 @@ def _dispute(kind: EventType, dispute: dict[str, Any], common: dict[str, Any]) -
         "status": status,
         "reason": dispute.get("reason"),
         "charge": _id(dispute.get("charge")),
+        "evidence_due_by": (dispute.get("evidence_details") or {}).get("due_by"),
     }
     if kind is EventType.DISPUTE_CLOSED:
         data["outcome"] = _DISPUTE_OUTCOMES.get(status or "", status)

@@ -64,6 +64,8 @@ class Order(IdMixin, TimestampMixin, TenantBase):
     #: Anomalies for staff: late payment on a cancelled order, oversold stock, …
     flags: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The sum of the order's succeeded refunds (kept by :mod:`tenant.orders.effects`).
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_reason: Mapped[str | None] = mapped_column(String(REASON_LEN))
 

@@ -87,3 +87,5 @@ class OrderOut(msgspec.Struct, kw_only=True):
     #: when nothing can (the customer would find no way to pay online) or the order is
     #: not payable. ``null`` in the responses of transition and cancel.
     payment_options: list[str] | None = None
+    #: The sum of the order's succeeded refunds.
+    amount_refunded: int = 0

@@ -66,6 +66,7 @@ def to_out(order: Order | SimpleNamespace, pay_base: str) -> OrderOut:
         status_reason=order.status_reason, paid_at=order.paid_at,
         cancelled_at=order.cancelled_at, created_at=order.created_at,
         updated_at=order.updated_at,
+        amount_refunded=getattr(order, "amount_refunded", 0) or 0,
     )
 
 

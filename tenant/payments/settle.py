@@ -1,10 +1,12 @@
 """Recording captured money on locked orders and attempts (see :mod:`tenant.payments.events`).
 
 Every webhook that settles a payment runs this, so it is a few fixed statements in plain
-SQL (:mod:`core.sql`) instead of ORM units of work: the ledger postings, then the
-attempts, their superseded siblings, the orders and the audit rows in one statement, then
-the receipts in the outbox. Settling several captures at once (a worker's batch of payment
-webhooks) runs those statements once for all of them, not once per capture. Objects of
+SQL (:mod:`core.sql`) instead of ORM units of work: the attempts, their superseded
+siblings, the orders and the audit rows in one statement; then the effects registered for
+:attr:`Movement.CAPTURED <tenant.settlement.effects.Movement>` (ledger postings, stock,
+the receipt …: :mod:`tenant.settlement.effects`), each one statement for the batch.
+Settling several captures at once (a worker's batch of payment webhooks) runs those
+statements once for all of them, not once per capture. Objects of
 the same rows that the caller's session holds are updated to match, so a caller that read
 an order before settling sees the result; ORM changes still pending are the caller's to
 flush first (:mod:`tenant.payments.events` does).
@@ -20,15 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit
 from core.audit import Actor, audit_row
 from core.db import utcnow
 from core.sql import Transaction, columns, json_param, sql
-from tenant.ledger import service as ledger
-from tenant.notifications import service as notifications
-from tenant.orders import reservations
 from tenant.orders import sql as order_sql
 from tenant.orders.lifecycle import transition
 from tenant.orders.models import Order
@@ -41,6 +39,7 @@ from tenant.orders.states import (
 )
 from tenant.payments.models import Payment, PaymentAttemptStatus
 from tenant.payments.states import ATTEMPT_STATUS
+from tenant.settlement.effects import Captured, Movement, run_effects, sync_loaded
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +132,14 @@ class Capture:
 
 @dataclass(slots=True)
 class _Paid:
-    """A capture that pays its order: its ledger posting and the row values ``_SUCCEED``
-    writes."""
+    """A capture that pays its order: the row values ``_SUCCEED`` writes, and the
+    movement its effects get."""
 
     locked: Locked
     fee: int | None
-    posting: ledger.Posting
     order: dict[str, Any]
     audits: list[dict[str, Any]]
-    receipt: notifications.Notice
+    movement: Captured
 
 
 async def settle_success(db: AsyncSession | Transaction, locked: Locked, *,
@@ -173,8 +171,7 @@ async def settle_successes(db: AsyncSession | Transaction, captures: Sequence[Ca
 
 async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetime, *,
                   actor: Actor, cash: bool) -> _Paid | bool:
-    """One capture: unchanged (False), kept for review (True), or what paying it writes
-    (its stock already written)."""
+    """One capture: unchanged (False), kept for review (True), or what paying it writes."""
     locked = capture.locked
     if not ATTEMPT_STATUS.can(locked.attempt_status, _A.SUCCEEDED):  # settled before
         return False
@@ -218,7 +215,8 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
              "paid_at": locked.paid_at, "payment_status": PaymentStatus.PAID.value,
              "flags": dict(locked.order_flags), "updated_at": now}
     audits: list[dict[str, Any]] = []
-    if OrderStatus(locked.order_status) in PAYABLE:
+    paid_order = OrderStatus(locked.order_status) in PAYABLE
+    if paid_order:
         step = transition(order_id, OrderStatus(locked.order_status), OrderStatus.PAID,
                           Fulfillment(locked.fulfillment), paid_at=locked.paid_at,
                           actor=actor, manual=False, now=now,
@@ -226,36 +224,26 @@ async def _settle(db: AsyncSession | Transaction, capture: Capture, now: datetim
                           data={"payment_id": str(attempt_id)})
         order.update(step.values)
         audits.append(step.audit)
-        oversold = await reservations.convert(db, order_id, now) if locked.stock else []
-        if oversold:
-            order["flags"]["oversold"] = oversold
-            audits.append(audit_row(actor, "order.oversold", "order", order_id,
-                                    {"products": oversold}))
     else:
         paid_while = {"status": locked.order_status, "payment_id": str(attempt_id)}
         order["flags"]["paid_while"] = paid_while
         audits.append(audit_row(actor, "payment.captured_on_closed_order", "order", order_id,
                                 paid_while))
-    posting = ledger.capture(payment_id=attempt_id, order_id=order_id,
-                             provider=locked.provider, currency=locked.currency,
-                             amount=locked.amount, tax=locked.tax, fee=fee, cash=cash)
     audits.append(audit_row(actor, "payment.succeeded", "payment", attempt_id,
                             {"order_id": str(order_id), "provider": locked.provider,
                              "amount": amount, "currency": currency, "fee": fee}))
-    receipt = notifications.Notice(
-        recipient=locked.customer_email, template="payment_receipt",
-        subject=f"Receipt for {locked.number}",
-        body=f"We received your payment for {locked.number}. Thank you.",
-        dedupe_key=f"payment_receipt:{order_id}",
-        data={"order_id": str(order_id), "amount": amount, "currency": currency})
-    return _Paid(locked, fee, posting, order, audits, receipt)
+    movement = Captured(
+        order_id=order_id, payment_id=attempt_id, number=locked.number,
+        provider=locked.provider, amount=locked.amount, currency=locked.currency,
+        tax=locked.tax, fee=fee, customer_email=locked.customer_email,
+        paid_order=paid_order, stock=locked.stock, cash=cash, actor=actor, now=now)
+    return _Paid(locked, fee, order, audits, movement)
 
 
 async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
                       now: datetime) -> None:
-    """The ledger postings, attempts, orders and audit rows of captures that pay, then
-    their receipts."""
-    await ledger.post_many(db, [p.posting for p in paid])
+    """The attempts, orders and audit rows of captures that pay, then the effects of
+    their capture (:data:`Movement.CAPTURED`), once for the batch."""
     written = await (await sql(db)).fetchrow(
         _SUCCEED, *audit.columns([a for p in paid for a in p.audits]),
         *columns((p.locked.attempt_id, p.locked.order_id, p.fee, p.order["status"],
@@ -273,7 +261,7 @@ async def _write_paid(db: AsyncSession | Transaction, paid: list[_Paid],
             "fee_amount": p.fee, "failure_code": None, "failure_message": None,
             "updated_at": now})
         _sync(db, Order, p.locked.order_id, p.order)
-    await notifications.queue_many(db, [p.receipt for p in paid])
+    await run_effects(db, Movement.CAPTURED, [p.movement for p in paid])
 
 
 async def _review(db: AsyncSession | Transaction, locked: Locked, now: datetime,
@@ -301,9 +289,4 @@ def _sync(db: AsyncSession | Transaction, model: type[Order | Payment], ident: u
     Only a session the caller passed can hold one: code on a :class:`Transaction` does
     not read back through its ORM session what it settled.
     """
-    if not isinstance(db, AsyncSession) or not db.identity_map:
-        return
-    loaded = db.identity_map.get(db.identity_key(model, ident))
-    if loaded is not None:
-        for column, value in values.items():
-            set_committed_value(loaded, column, value)
+    sync_loaded(db, model, ident, values)

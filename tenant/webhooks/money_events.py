@@ -1,12 +1,16 @@
-"""Refund and dispute events reported by providers (the event plumbing of T10).
+"""Refund and dispute events reported by providers: rows of ``refunds``/``disputes``.
 
-Each effect is idempotent by its ledger posting key (``refund:<provider>:<refund id>``,
-``dispute:<provider>:<dispute id>:opened|won``): a key posted before means the event was
-applied before, and nothing else changes. Locks follow the payments convention (order,
-then attempt) so these never deadlock with checkout or payment events.
+Each event is idempotent by its row, unique per provider id (``provider_refund_id``,
+``provider_dispute_id``): a row already in the event's status means the event was applied
+before, and nothing else changes. Statuses move through the refund and dispute tables
+(:mod:`tenant.refunds.states`, :mod:`tenant.disputes.states`); the order moves here; what
+else follows (ledger postings, ``amount_refunded`` …) are the effects registered for the
+movement (:mod:`tenant.settlement.effects`), run in the same transaction. Locks follow the
+payments convention (order, then attempt) so these never deadlock with checkout or
+payment events.
 
-What this does not do yet (it belongs to the refunds/disputes capability, T11/T12):
-refunds started from Paymesh, commission reversal, entitlements and stock restoration.
+What this does not do yet (T11/T12): refunds started from Paymesh, commission reversal,
+entitlements and stock restoration (effects to register).
 """
 
 from __future__ import annotations
@@ -18,13 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
+from core.db import utcnow
+from core.sql import flush
 from providers.base import EventType
 from tenant.audit.models import AuditLog
-from tenant.ledger import accounts
-from tenant.ledger.service import Line, post
+from tenant.disputes import service as disputes
+from tenant.disputes.models import Dispute
+from tenant.disputes.states import DISPUTE_STATUS, DisputeStatus
 from tenant.orders.lifecycle import lock_order, move, set_payment_status
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, edge
 from tenant.payments.models import Payment
+from tenant.refunds import service as refunds
+from tenant.refunds.models import Refund
+from tenant.refunds.states import REFUND_STATUS, RefundStatus
+from tenant.settlement.effects import Disputed, Movement, Refunded, run_effects
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +56,7 @@ async def apply_money_event(session: AsyncSession, *, attempt_id: object,
     if kind is EventType.REFUND_SUCCEEDED:
         return await _refund(session, order, attempt, event, actor)
     if kind is EventType.REFUND_FAILED:
-        record(session, AuditLog, actor, "refund.failed_at_provider", "order", order.id,
-               {"provider_refund_id": event.get("provider_refund_id")})
-        return True
+        return await _refund_failed(session, order, attempt, event, actor)
     if kind is EventType.DISPUTE_OPENED:
         return await _dispute_opened(session, order, attempt, event, actor)
     return await _dispute_closed(session, order, attempt, event, actor)
@@ -73,21 +82,27 @@ def _money_to(order: Any, target: PaymentStatus) -> dict[str, str]:
 async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: dict[str, Any],
                   actor: Actor) -> bool:
     refund_id = event.get("provider_refund_id") or event["provider_event_id"]
-    amount = int(event.get("amount") or 0)
-    already = int((attempt.flags or {}).get("refunded_amount", 0))
-    if amount <= 0 or amount > attempt.amount - already:
-        raise ValueError(f"refund {refund_id} of {amount} exceeds what is left "
-                         f"({attempt.amount - already})")
-    posted = await post(
-        session, key=f"refund:{attempt.provider}:{refund_id}", kind="refund.succeeded",
-        currency=attempt.currency, order_id=order.id, payment_id=attempt.id,
-        description=f"{attempt.provider} refund",
-        lines=[Line(accounts.REFUNDS, debit=amount),
-               Line(accounts.clearing(attempt.provider), credit=amount)])
-    if posted is None:
-        return False
-    total = already + amount
-    attempt.flags = {**(attempt.flags or {}), "refunded_amount": total}
+    now = utcnow()
+    row = await refunds.by_provider_id(session, attempt.provider, refund_id)
+    if row is not None and not REFUND_STATUS.can(row.status, RefundStatus.SUCCEEDED):
+        return False  # succeeded (or ended) before: nothing changes
+    amount = row.amount if row is not None else int(event.get("amount") or 0)
+    left = await refunds.refundable(session, attempt.id, attempt.amount,
+                                    besides=row.id if row is not None else None)
+    if amount <= 0 or amount > left:
+        raise ValueError(f"refund {refund_id} of {amount} exceeds what is left ({left})")
+    if row is None:  # started at the provider (its dashboard): recorded as it reports
+        row = Refund(order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
+                     amount=amount, currency=attempt.currency,
+                     status=REFUND_STATUS.check(RefundStatus.PENDING, RefundStatus.SUCCEEDED),
+                     reason=_text((event.get("data") or {}).get("reason"), 500),
+                     keep_access=False, restock=False, provider_refund_id=refund_id,
+                     completed_at=now)
+        session.add(row)
+    else:
+        refunds.succeed(row, now)
+    await session.flush()
+    total = await refunds.succeeded_total(session, attempt.id)
     full = total >= attempt.amount
     target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
     if _go(order, target):
@@ -95,68 +110,105 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
                    reason=f"refund {refund_id}")
     money = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
     record(session, AuditLog, actor, "refund.succeeded", "order", order.id,
-           {"provider_refund_id": refund_id, "amount": amount, "refunded_total": total,
-            **_money_to(order, money)})
+           {"refund_id": str(row.id), "provider_refund_id": refund_id, "amount": amount,
+            "refunded_total": total, **_money_to(order, money)})
+    await flush(session)
+    await run_effects(session, Movement.REFUNDED, [Refunded(
+        refund_id=row.id, order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
+        provider_refund_id=refund_id, amount=amount, currency=attempt.currency, full=full,
+        keep_access=row.keep_access, restock=row.restock, actor=actor, now=now)])
+    return True
+
+
+async def _refund_failed(session: AsyncSession, order: Any, attempt: Payment,
+                         event: dict[str, Any], actor: Actor) -> bool:
+    """A refund the provider could not pay out: a pending one fails; one that succeeded
+    stays so (the order and ledger followed it): that is for staff, audited."""
+    refund_id = event.get("provider_refund_id")
+    row = await refunds.by_provider_id(session, attempt.provider, refund_id) \
+        if refund_id else None
+    failed = row is not None and REFUND_STATUS.can(row.status, RefundStatus.FAILED)
+    if failed:
+        assert row is not None
+        row.status = REFUND_STATUS.check(row.status, RefundStatus.FAILED)
+        row.failure_reason = _text((event.get("data") or {}).get("failure_message")
+                                   or (event.get("data") or {}).get("failure_code"), 2000)
+        row.completed_at = utcnow()
+    record(session, AuditLog, actor, "refund.failed_at_provider", "order", order.id,
+           {"provider_refund_id": refund_id,
+            "refund_id": str(row.id) if row is not None else None,
+            "refund_status": row.status if row is not None else None})
     return True
 
 
 async def _dispute_opened(session: AsyncSession, order: Any, attempt: Payment,
                           event: dict[str, Any], actor: Actor) -> bool:
     dispute_id = event.get("provider_dispute_id") or event["provider_event_id"]
+    if await disputes.by_provider_id(session, attempt.provider, dispute_id) is not None:
+        return False  # opened before
+    data = event.get("data") or {}
     amount = int(event.get("amount") or attempt.amount)
-    posted = await post(
-        session, key=f"dispute:{attempt.provider}:{dispute_id}:opened", kind="dispute.opened",
-        currency=attempt.currency, order_id=order.id, payment_id=attempt.id,
-        description=f"{attempt.provider} dispute opened",
-        lines=[Line(accounts.DISPUTES, debit=amount),
-               Line(accounts.clearing(attempt.provider), credit=amount)])
-    if posted is None:
-        return False
-    disputes = dict((attempt.flags or {}).get("disputes", {}))
-    disputes[dispute_id] = {"amount": amount, "before": order.status}
-    attempt.flags = {**(attempt.flags or {}), "disputes": disputes}
+    now = utcnow()
+    row = Dispute(order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
+                  provider_dispute_id=dispute_id, amount=amount, currency=attempt.currency,
+                  reason=_text(data.get("reason"), 200), status=DisputeStatus.OPEN,
+                  order_status_before=str(order.status),
+                  evidence_due_by=disputes.due_by(data.get("evidence_due_by")),
+                  opened_at=now)
+    session.add(row)
     if _go(order, OrderStatus.DISPUTED):
         await move(session, order, OrderStatus.DISPUTED, actor=actor, manual=False,
                    reason=f"dispute {dispute_id}")
     record(session, AuditLog, actor, "dispute.opened", "order", order.id,
            {"provider_dispute_id": dispute_id, "amount": amount,
-            "reason": (event.get("data") or {}).get("reason"),
-            **_money_to(order, PaymentStatus.DISPUTED)})
+            "reason": data.get("reason"), **_money_to(order, PaymentStatus.DISPUTED)})
+    await flush(session)
+    await run_effects(session, Movement.DISPUTE_OPENED, [_disputed(row, actor, now)])
     return True
 
 
 async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
                           event: dict[str, Any], actor: Actor) -> bool:
     dispute_id = event.get("provider_dispute_id") or event["provider_event_id"]
-    opened = (attempt.flags or {}).get("disputes", {}).get(dispute_id)
-    if opened is None:
+    row = await disputes.by_provider_id(session, attempt.provider, dispute_id)
+    if row is None:
         raise EventOutOfOrder(f"dispute {dispute_id} closed before it was opened")
     outcome = str((event.get("data") or {}).get("outcome") or "lost").lower()
     won = outcome == "won"
-    if order.status != OrderStatus.DISPUTED or dispute_id in (attempt.flags or {}).get(
-            "closed_disputes", []):
+    target_status = DisputeStatus.WON if won else DisputeStatus.LOST
+    if not DISPUTE_STATUS.can(row.status, target_status):
         return False  # closed before: nothing changes
-    if won:  # the provider gives the money back; a lost dispute's money left when it opened
-        await post(
-            session, key=f"dispute:{attempt.provider}:{dispute_id}:won", kind="dispute.won",
-            currency=attempt.currency, order_id=order.id, payment_id=attempt.id,
-            description=f"{attempt.provider} dispute won",
-            lines=[Line(accounts.clearing(attempt.provider), debit=opened["amount"]),
-                   Line(accounts.DISPUTES, credit=opened["amount"])])
-    attempt.flags = {**(attempt.flags or {}), "closed_disputes": [
-        *(attempt.flags or {}).get("closed_disputes", []), dispute_id]}
-    if won:
-        before = OrderStatus(opened["before"])
-        target = before if _go(order, before) else OrderStatus.PAID
-        await move(session, order, target, actor=actor, manual=False,
-                   reason=f"dispute {dispute_id} won")
-        # back to where the money was: refunds made before the dispute still stand
-        refunded = int((attempt.flags or {}).get("refunded_amount", 0))
-        money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
-    else:
-        await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
-                   reason=f"dispute {dispute_id} lost")
-        money = PaymentStatus.REFUNDED
+    now = utcnow()
+    row.status = DISPUTE_STATUS.check(row.status, target_status)
+    row.closed_at = now
+    kept: dict[str, str] = {}
+    if order.status == OrderStatus.DISPUTED:
+        if won:
+            before = OrderStatus(row.order_status_before or OrderStatus.PAID)
+            target = before if _go(order, before) else OrderStatus.PAID
+            await move(session, order, target, actor=actor, manual=False,
+                       reason=f"dispute {dispute_id} won")
+            # back to where the money was: refunds made before the dispute still stand
+            refunded = await refunds.succeeded_total(session, attempt.id)
+            money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
+        else:
+            await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
+                       reason=f"dispute {dispute_id} lost")
+            money = PaymentStatus.REFUNDED
+        kept = _money_to(order, money)
     record(session, AuditLog, actor, f"dispute.{'won' if won else 'lost'}", "order", order.id,
-           {"provider_dispute_id": dispute_id, **_money_to(order, money)})
+           {"provider_dispute_id": dispute_id, **kept})
+    await flush(session)
+    await run_effects(session, Movement.DISPUTE_WON if won else Movement.DISPUTE_LOST,
+                      [_disputed(row, actor, now)])
     return True
+
+
+def _disputed(row: Dispute, actor: Actor, now: Any) -> Disputed:
+    return Disputed(dispute_id=row.id, order_id=row.order_id, payment_id=row.payment_id,
+                    provider=row.provider, provider_dispute_id=row.provider_dispute_id,
+                    amount=row.amount, currency=row.currency, actor=actor, now=now)
+
+
+def _text(value: object, limit: int) -> str | None:
+    return str(value)[:limit] if value else None

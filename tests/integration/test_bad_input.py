@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +90,8 @@ class Route:
 
 TENANT_READS = ("/v1/audit-log?limit=100", "/v1/orders?limit=100", "/v1/products?limit=100",
                 "/v1/payments?limit=100", "/v1/providers", "/v1/settings",
-                "/v1/ledger/transactions?limit=100")
+                "/v1/ledger/transactions?limit=100", "/v1/refunds?limit=100",
+                "/v1/disputes?limit=100")
 OWNER_READS = ("/v1/owner/providers", "/v1/owner/clusters", "/v1/owner/tenants/{slug}")
 
 ROUTES = [
@@ -143,7 +145,8 @@ ROUTES = [
 ]
 
 LISTS = ["/v1/products", "/v1/orders", "/v1/payments", "/v1/audit-log",
-         "/v1/ledger/transactions", "/v1/webhook-events", "/v1/owner/tenants"]
+         "/v1/ledger/transactions", "/v1/webhook-events", "/v1/owner/tenants",
+         "/v1/refunds", "/v1/disputes"]
 
 
 def with_value(body: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -321,6 +324,9 @@ async def test_lists_serve_the_last_page_empty(client, the_world, path: str) -> 
     "/v1/products?kind=%00", "/v1/orders?customer_email=a%00b", "/v1/orders?status=%00",
     "/v1/webhook-events?provider=%00", "/v1/owner/tenants?status=%00",
     "/v1/owner/tenants/a%00b", "/v1/providers/for-currency/U%00D",
+    "/v1/refunds?status=%00", "/v1/refunds?status=done", "/v1/refunds?order_id=nope",
+    "/v1/disputes?status=closed", "/v1/disputes?order_id=1", "/v1/refunds/nope",
+    f"/v1/disputes/{uuid.uuid4()}",
 ])
 async def test_nul_in_a_query_or_path_is_a_4xx(client, the_world, url: str) -> None:
     w = await the_world()

@@ -1,0 +1,20 @@
+"""Notifications' settlement effects: the customer's receipt goes to the outbox (one
+statement per batch; once per order by its dedupe key)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tenant.notifications.service import Notice, queue_many
+from tenant.settlement.effects import Captured, Db, Movement, effect
+
+
+@effect(Movement.CAPTURED, order=90)
+async def queue_receipts(db: Db, batch: Sequence[Captured]) -> None:
+    await queue_many(db, [Notice(
+        recipient=c.customer_email, template="payment_receipt",
+        subject=f"Receipt for {c.number}",
+        body=f"We received your payment for {c.number}. Thank you.",
+        dedupe_key=f"payment_receipt:{c.order_id}",
+        data={"order_id": str(c.order_id), "amount": c.amount, "currency": c.currency})
+        for c in batch])

@@ -1,0 +1,1 @@
+"""Settlement: what follows when money moves (see :mod:`tenant.settlement.effects`)."""
