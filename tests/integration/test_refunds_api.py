@@ -267,3 +267,52 @@ async def test_returned_items_come_back_into_stock(client, make_tenant):
     no = await refund(client, tenant, kept[0]["id"], restock=False)
     assert no.status_code == 201 and no.json()["status"] == "succeeded"
     assert await stock() == 8
+
+
+class _Down(httpx.AsyncBaseTransport):
+    """The app's outgoing HTTP, with the sandbox's refund endpoint unreachable while
+    ``down`` (a network failure: nothing reaches the gateway)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.down = inner, True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down and request.url.path.endswith("/sandbox/api/v1/refunds"):
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_unreachable_provider_leaves_the_refund_pending_until_retried(
+        app, client, make_tenant):
+    from tests.integration.test_orders_support import RoutingTransport
+
+    runtime = app.state.runtime
+    original = runtime.http
+    flaky = _Down(RoutingTransport(app, runtime.settings.public_url))
+    runtime.http = httpx.AsyncClient(transport=flaky, timeout=30)
+    try:  # a new tenant: its provider instance is built on this client
+        tenant = await sandbox_shop(client, make_tenant, "refunddown")
+        made, _ = await paid_order(client, tenant)
+        key = uuid.uuid4().hex
+        down = await refund(client, tenant, made["id"], key, amount=1_500)
+        error = assert_error(down, 503, "provider_unavailable")
+        assert "pending" in error["message"]
+        held, = await refunds_of(client, tenant, made["id"])
+        assert (held["status"], held["provider_refund_id"]) == ("pending", None)
+        # it holds its amount meanwhile
+        assert_error(await refund(client, tenant, made["id"], amount=made["total"]), 422,
+                     "amount_exceeds_refundable")
+        assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 0
+
+        flaky.down = False
+        retried = await refund(client, tenant, made["id"], key, amount=1_500)
+        assert retried.status_code == 201, retried.text
+        assert retried.headers["Idempotent-Replayed"] == "true"
+        done = retried.json()
+        assert (done["id"], done["status"]) == (held["id"], "succeeded")
+        assert done["provider_refund_id"]
+        assert len(await refunds_of(client, tenant, made["id"])) == 1
+        assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 1_500
+    finally:
+        await runtime.http.aclose()
+        runtime.http = original
