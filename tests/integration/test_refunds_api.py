@@ -282,37 +282,68 @@ class _Down(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_an_unreachable_provider_leaves_the_refund_pending_until_retried(
-        app, client, make_tenant):
+@pytest.fixture
+async def refunds_down(app):  # type: ignore[no-untyped-def]
+    """The sandbox's refund endpoint unreachable for tenants made from now on (their
+    provider instances are built on this client) until ``.down = False``."""
     from tests.integration.test_orders_support import RoutingTransport
 
     runtime = app.state.runtime
     original = runtime.http
     flaky = _Down(RoutingTransport(app, runtime.settings.public_url))
     runtime.http = httpx.AsyncClient(transport=flaky, timeout=30)
-    try:  # a new tenant: its provider instance is built on this client
-        tenant = await sandbox_shop(client, make_tenant, "refunddown")
-        made, _ = await paid_order(client, tenant)
-        key = uuid.uuid4().hex
-        down = await refund(client, tenant, made["id"], key, amount=1_500)
-        error = assert_error(down, 503, "provider_unavailable")
-        assert "pending" in error["message"]
-        held, = await refunds_of(client, tenant, made["id"])
-        assert (held["status"], held["provider_refund_id"]) == ("pending", None)
-        # it holds its amount meanwhile
-        assert_error(await refund(client, tenant, made["id"], amount=made["total"]), 422,
-                     "amount_exceeds_refundable")
-        assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 0
-
-        flaky.down = False
-        retried = await refund(client, tenant, made["id"], key, amount=1_500)
-        assert retried.status_code == 201, retried.text
-        assert retried.headers["Idempotent-Replayed"] == "true"
-        done = retried.json()
-        assert (done["id"], done["status"]) == (held["id"], "succeeded")
-        assert done["provider_refund_id"]
-        assert len(await refunds_of(client, tenant, made["id"])) == 1
-        assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 1_500
+    try:
+        yield flaky
     finally:
         await runtime.http.aclose()
         runtime.http = original
+
+
+async def test_an_unreachable_provider_leaves_the_refund_pending_until_retried(
+        client, make_tenant, refunds_down):
+    flaky = refunds_down
+    tenant = await sandbox_shop(client, make_tenant, "refunddown")
+    made, _ = await paid_order(client, tenant)
+    key = uuid.uuid4().hex
+    down = await refund(client, tenant, made["id"], key, amount=1_500)
+    error = assert_error(down, 503, "provider_unavailable")
+    assert "pending" in error["message"]
+    held, = await refunds_of(client, tenant, made["id"])
+    assert (held["status"], held["provider_refund_id"]) == ("pending", None)
+    # it holds its amount meanwhile
+    assert_error(await refund(client, tenant, made["id"], amount=made["total"]), 422,
+                 "amount_exceeds_refundable")
+    assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 0
+
+    flaky.down = False
+    retried = await refund(client, tenant, made["id"], key, amount=1_500)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    done = retried.json()
+    assert (done["id"], done["status"]) == (held["id"], "succeeded")
+    assert done["provider_refund_id"]
+    assert len(await refunds_of(client, tenant, made["id"])) == 1
+    assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 1_500
+
+
+async def test_a_provider_webhook_ahead_of_the_answer_completes_the_same_refund(
+        client, make_tenant, refunds_down):
+    tenant = await sandbox_shop(client, make_tenant, "refundearly")
+    made, payment = await paid_order(client, tenant)
+    key = uuid.uuid4().hex
+    assert_error(await refund(client, tenant, made["id"], key, amount=1_200), 503,
+                 "provider_unavailable")
+    held, = await refunds_of(client, tenant, made["id"])
+    # the provider's webhook for it arrives before Paymesh recorded the provider's answer
+    assert await _apply(client, tenant, event_body("refund.succeeded", {
+        "id": "re_early", "payment_id": payment["provider_payment_id"], "amount": 1_200,
+        "currency": "USD"})) == "processed"
+    done, = await refunds_of(client, tenant, made["id"])
+    assert (done["id"], done["status"], done["provider_refund_id"]) == (
+        held["id"], "succeeded", "re_early")
+    refunds_down.down = False
+    again = await refund(client, tenant, made["id"], key, amount=1_200)
+    assert again.status_code == 201 and again.json() == done  # not sent a second time
+    assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 1_200
+    kinds = sorted(t["kind"] for t in await ledger_for(client, tenant, made["id"]))
+    assert kinds == ["payment.captured", "refund.succeeded"]
