@@ -45,7 +45,7 @@ from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
-from tenant.refunds.controllers import RefundController
+from tenant.refunds.controllers import OrderRefundController, RefundController
 from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import (
     WebhookEventController,
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
-            RefundController, DisputeController,
+            RefundController, OrderRefundController, DisputeController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -1,5 +1,5 @@
 """Orders' settlement effects: a capture converts the order's held stock; a refund adds
-to the order's ``amount_refunded``."""
+to the order's ``amount_refunded`` and brings the units it returns back into stock."""
 
 from __future__ import annotations
 
@@ -57,3 +57,53 @@ async def add_refunded(db: Db, batch: Sequence[Refunded]) -> None:
                                                            for r in batch))
     for row in rows:
         sync_loaded(db, Order, row["id"], {"amount_refunded": row["amount_refunded"]})
+
+
+#: Units back into stock: the items a refund returns, and every item of a full refund
+#: that names none (less the units earlier refunds returned); only stock-tracked physical
+#: products. Products locked in id order first.
+_RESTOCK_LOCK = """
+    SELECT p.id FROM products p WHERE p.id IN (
+        SELECT oi.product_id FROM order_items oi
+        WHERE oi.id = ANY($1::uuid[]) OR oi.order_id = ANY($2::uuid[]))
+    ORDER BY p.id FOR UPDATE
+"""
+_RESTOCK = """
+    WITH wanted AS (
+        SELECT oi.product_id, w.quantity
+        FROM unnest($1::uuid[], $3::int[]) AS w(item_id, quantity)
+        JOIN order_items oi ON oi.id = w.item_id
+        UNION ALL
+        SELECT oi.product_id, oi.quantity - COALESCE(back.quantity, 0)
+        FROM order_items oi
+        LEFT JOIN (SELECT (e->>'order_item_id')::uuid AS item_id,
+                          SUM((e->>'quantity')::int) AS quantity
+                   FROM refunds r CROSS JOIN jsonb_array_elements(r.items) e
+                   WHERE r.order_id = ANY($2::uuid[]) AND r.status = 'succeeded'
+                   GROUP BY 1) back ON back.item_id = oi.id
+        WHERE oi.order_id = ANY($2::uuid[])
+    ), per_product AS (
+        SELECT w.product_id, SUM(w.quantity) AS quantity FROM wanted w
+        JOIN products p ON p.id = w.product_id
+        WHERE p.stock IS NOT NULL AND p.kind = 'physical' GROUP BY w.product_id
+        HAVING SUM(w.quantity) > 0
+    )
+    UPDATE products p SET stock = p.stock + r.quantity, updated_at = now()
+    FROM per_product r WHERE p.id = r.product_id
+    RETURNING p.id
+"""
+
+
+@effect(Movement.REFUNDED, order=30)
+async def restock_returned(db: Db, batch: Sequence[Refunded]) -> None:
+    """The units a refund returns come back (``items``; every item of a full refund
+    without items); nothing unless ``restock``, nothing for a partial refund without
+    items."""
+    items = [item for r in batch if r.restock for item in r.items]
+    whole = [r.order_id for r in batch if r.restock and r.full and not r.items]
+    if not items and not whole:
+        return
+    statements = await sql(db)
+    ids = [item_id for item_id, _ in items]
+    await statements.fetch(_RESTOCK_LOCK, ids, whole)
+    await statements.fetch(_RESTOCK, ids, whole, [quantity for _, quantity in items])

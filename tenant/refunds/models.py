@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import IdMixin, TenantBase, TimestampMixin
@@ -43,6 +45,9 @@ class Refund(IdMixin, TimestampMixin, TenantBase):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The items it returns, ``[{"order_item_id", "quantity"}]`` (restocked on success).
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list,
+                                                        server_default=text("'[]'::jsonb"))
 
     __table_args__ = (
         UniqueConstraint("provider", "provider_refund_id"),

@@ -61,6 +61,17 @@ async def by_provider_id(session: AsyncSession, provider: str,
         .with_for_update())).first()
 
 
+async def unanswered(session: AsyncSession, payment_id: uuid.UUID,
+                     amount: int) -> Refund | None:
+    """A refund sent from Paymesh whose provider answer is not recorded yet (pending, no
+    provider id) for this amount, row-locked: a provider webhook that overtook the answer
+    matches it instead of recording a second refund."""
+    return (await session.scalars(select(Refund).where(
+        Refund.payment_id == payment_id, Refund.status == RefundStatus.PENDING,
+        Refund.provider_refund_id.is_(None), Refund.amount == amount)
+        .order_by(Refund.created_at).limit(1).with_for_update())).first()
+
+
 async def refundable(session: AsyncSession, payment_id: uuid.UUID, captured: int, *,
                      besides: uuid.UUID | None = None) -> int:
     """What is left to refund on a payment: captured − refunds pending, succeeded or

@@ -93,6 +93,10 @@ class Refunded:
     restock: bool
     actor: Actor
     now: datetime
+    #: The items returned, ``(order_item_id, quantity)`` (restocked when ``restock``).
+    items: tuple[tuple[uuid.UUID, int], ...] = ()
+    #: The customer to send the refund receipt to (none: no receipt).
+    customer_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

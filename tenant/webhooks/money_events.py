@@ -9,13 +9,15 @@ movement (:mod:`tenant.settlement.effects`), run in the same transaction. Locks 
 payments convention (order, then attempt) so these never deadlock with checkout or
 payment events.
 
-What this does not do yet (T11/T12): refunds started from Paymesh, commission reversal,
-entitlements and stock restoration (effects to register).
+A refund Paymesh started (:mod:`tenant.refunds.issue`) is matched by its
+``provider_refund_id``, or, when its provider's answer is not recorded yet, as the one
+pending refund of the payment with no provider id and the event's amount.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -84,6 +86,10 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     refund_id = event.get("provider_refund_id") or event["provider_event_id"]
     now = utcnow()
     row = await refunds.by_provider_id(session, attempt.provider, refund_id)
+    if row is None:  # one we sent whose answer is not recorded yet (tenant.refunds.issue)
+        row = await refunds.unanswered(session, attempt.id, int(event.get("amount") or 0))
+        if row is not None:
+            row.provider_refund_id = refund_id
     if row is not None and not REFUND_STATUS.can(row.status, RefundStatus.SUCCEEDED):
         return False  # succeeded (or ended) before: nothing changes
     amount = row.amount if row is not None else int(event.get("amount") or 0)
@@ -116,7 +122,10 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     await run_effects(session, Movement.REFUNDED, [Refunded(
         refund_id=row.id, order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
         provider_refund_id=refund_id, amount=amount, currency=attempt.currency, full=full,
-        keep_access=row.keep_access, restock=row.restock, actor=actor, now=now)])
+        keep_access=row.keep_access, restock=row.restock, actor=actor, now=now,
+        items=tuple((uuid.UUID(i["order_item_id"]), int(i["quantity"]))
+                    for i in row.items or []),
+        customer_email=order.customer_email)])
     return True
 
 
