@@ -190,3 +190,22 @@ async def test_a_full_provider_refund_revokes_a_partial_one_does_not(client, mak
     rows = await _entitlements(client, tenant, order_id=o["order_id"])
     assert _statuses(rows) == ["revoked", "revoked"] and all(r["revoked_at"] for r in rows)
     assert (await order(client, tenant, o["order_id"]))["status"] == "refunded"
+
+
+async def test_a_lost_dispute_posts_the_providers_fee_as_a_loss(client, make_tenant):
+    tenant = await sandbox_shop(client, make_tenant, "entfee")
+    ebook = await _product(client, tenant, "digital", price=2_500)
+    o = await _paid(client, tenant, [(ebook, 1)])
+    assert await _apply(client, tenant, _dispute(o, "dispute.created",
+                                                 "needs_response")) == "processed"
+    closing = {"id": f"dp_{o['order_id'][:8]}", "payment_id": o["payment_id"],
+               "amount": o["amount"], "currency": "USD", "status": "lost", "fee": 1_500}
+    assert await _apply(client, tenant, event_body("dispute.closed", closing)) == "processed"
+    loss, = [t for t in await ledger_for(client, tenant, o["order_id"])
+             if t["kind"] == "dispute.lost"]
+    assert {(e["account"], e["debit"], e["credit"]) for e in loss["entries"]} == {
+        ("dispute_losses", o["amount"] + 1_500, 0), ("disputes", 0, o["amount"]),
+        ("provider_clearing:sandbox", 0, 1_500)}
+    assert loss["data"]["fee"] == 1_500
+    balances = (await client.get("/v1/ledger/balances", headers=tenant.headers)).json()
+    assert all(t["balanced"] for t in balances["trial_balance"])
