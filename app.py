@@ -39,6 +39,7 @@ from providers.registry import close_shared_clients
 from providers.sandbox.gateway import create_gateway_router
 from tenant.audit.controllers import AuditController
 from tenant.disputes.controllers import DisputeController
+from tenant.entitlements.controllers import EntitlementController
 from tenant.ledger.controllers import LedgerController
 from tenant.orders.controllers import OrderController
 from tenant.pages.controllers import pay_router
@@ -149,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
-            RefundController, OrderRefundController, DisputeController,
+            RefundController, OrderRefundController, DisputeController, EntitlementController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.idempotency import IdempotencyRecord
 from tenant.audit.models import AuditLog
 from tenant.disputes.models import Dispute
+from tenant.entitlements.models import Entitlement
 from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tenant.notifications.models import Notification
 from tenant.orders.models import Order, OrderItem, Reservation
@@ -18,6 +19,7 @@ from tenant.webhooks.models import WebhookEvent
 __all__ = [
     "AuditLog",
     "Dispute",
+    "Entitlement",
     "IdempotencyRecord",
     "LedgerAccount",
     "LedgerEntry",

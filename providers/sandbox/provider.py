@@ -254,10 +254,12 @@ class SandboxProvider(PaymentProvider):
                     "evidence_due_by": obj.get("evidence_due_by")}
             if kind is EventType.DISPUTE_CLOSED:
                 data["outcome"] = obj.get("status")
+            fee = obj.get("fee") if kind is EventType.DISPUTE_CLOSED else None
             return NormalizedEvent(
                 **common,
                 provider_payment_id=obj.get("payment_id"),
                 provider_dispute_id=obj.get("id"),
+                fee_amount=fee if isinstance(fee, int) and not isinstance(fee, bool) else None,
                 data=data,
             )
         return NormalizedEvent(

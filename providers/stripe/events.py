@@ -139,6 +139,15 @@ def _refund(refund: dict[str, Any], common: dict[str, Any]) -> NormalizedEvent:
     )
 
 
+def _dispute_fee(dispute: dict[str, Any]) -> int | None:
+    """What the dispute cost in fees: the ``fee`` of its balance transactions, added up
+    (charged at opening, given back on some wins); None when nothing is left charged."""
+    fees = [bt.get("fee") for bt in dispute.get("balance_transactions") or []
+            if isinstance(bt, dict)]
+    total = sum(f for f in fees if isinstance(f, int) and not isinstance(f, bool))
+    return total if total > 0 else None
+
+
 def _dispute(kind: EventType, dispute: dict[str, Any], common: dict[str, Any]) -> NormalizedEvent:
     amount, currency = _money(dispute)
     status = dispute.get("status")
@@ -148,14 +157,17 @@ def _dispute(kind: EventType, dispute: dict[str, Any], common: dict[str, Any]) -
         "charge": _id(dispute.get("charge")),
         "evidence_due_by": (dispute.get("evidence_details") or {}).get("due_by"),
     }
+    fee = None
     if kind is EventType.DISPUTE_CLOSED:
         data["outcome"] = _DISPUTE_OUTCOMES.get(status or "", status)
+        fee = _dispute_fee(dispute)
     return NormalizedEvent(
         type=kind,
         provider_payment_id=_id(dispute.get("payment_intent")),
         provider_dispute_id=dispute.get("id"),
         amount=amount,
         currency=currency,
+        fee_amount=fee,
         data=data,
         **common,
     )

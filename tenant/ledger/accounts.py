@@ -13,6 +13,7 @@ REVENUE = "revenue"
 PROVIDER_FEES = "provider_fees"
 REFUNDS = "refunds"
 DISPUTES = "disputes"
+DISPUTE_LOSSES = "dispute_losses"
 PLATFORM_FEES = "platform_fees"
 COMMISSIONS_PAYABLE = "commissions_payable"
 TAX_PAYABLE = "tax_payable"
@@ -25,6 +26,7 @@ CHART: dict[str, tuple[str, AccountType]] = {
     PROVIDER_FEES: ("Provider fees", AccountType.EXPENSE),
     REFUNDS: ("Refunds", AccountType.CONTRA_REVENUE),
     DISPUTES: ("Disputes and chargebacks", AccountType.EXPENSE),
+    DISPUTE_LOSSES: ("Lost disputes and dispute fees", AccountType.EXPENSE),
     PLATFORM_FEES: ("Platform fees", AccountType.EXPENSE),
     COMMISSIONS_PAYABLE: ("Commissions payable", AccountType.LIABILITY),
     TAX_PAYABLE: ("Tax payable", AccountType.LIABILITY),

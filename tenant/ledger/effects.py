@@ -53,3 +53,18 @@ async def release_disputes(db: Db, batch: Sequence[Disputed]) -> None:
         description=f"{d.provider} dispute won", data={"dispute_id": str(d.dispute_id)},
         lines=[Line(accounts.clearing(d.provider), debit=d.amount),
                Line(accounts.DISPUTES, credit=d.amount)]) for d in batch])
+
+
+@effect(Movement.DISPUTE_LOST, order=10)
+async def post_dispute_losses(db: Db, batch: Sequence[Disputed]) -> None:
+    """Lost: the amount held since opening is a loss, and so is the provider's dispute
+    fee where it reports one (the provider keeps it out of clearing)."""
+    await post_many(db, [Posting(
+        key=f"dispute:{d.provider}:{d.provider_dispute_id}:lost", kind="dispute.lost",
+        currency=d.currency, order_id=d.order_id, payment_id=d.payment_id,
+        description=f"{d.provider} dispute lost",
+        data={"dispute_id": str(d.dispute_id), "fee": d.fee or 0},
+        lines=[Line(accounts.DISPUTE_LOSSES, debit=d.amount + (d.fee or 0)),
+               Line(accounts.DISPUTES, credit=d.amount),
+               *([Line(accounts.clearing(d.provider), credit=d.fee)] if d.fee else [])])
+        for d in batch])

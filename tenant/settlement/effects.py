@@ -112,6 +112,8 @@ class Disputed:
     currency: str
     actor: Actor
     now: datetime
+    #: The provider's dispute fee, where it reports one (a lost dispute posts it).
+    fee: int | None = None
 
 
 Effect = Callable[[Db, Sequence[Any]], Awaitable[None]]
@@ -121,6 +123,7 @@ EFFECT_MODULES: tuple[str, ...] = (
     "tenant.ledger.effects",
     "tenant.orders.effects",
     "tenant.notifications.effects",
+    "tenant.entitlements.effects",
 )
 
 _EFFECTS: dict[Movement, list[tuple[int, int, Effect]]] = {m: [] for m in Movement}

@@ -208,15 +208,22 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
     record(session, AuditLog, actor, f"dispute.{'won' if won else 'lost'}", "order", order.id,
            {"provider_dispute_id": dispute_id, **kept})
     await flush(session)
+    fee = None if won else _fee(event.get("fee_amount"))
     await run_effects(session, Movement.DISPUTE_WON if won else Movement.DISPUTE_LOST,
-                      [_disputed(row, actor, now)])
+                      [_disputed(row, actor, now, fee)])
     return True
 
 
-def _disputed(row: Dispute, actor: Actor, now: Any) -> Disputed:
+def _disputed(row: Dispute, actor: Actor, now: Any, fee: int | None = None) -> Disputed:
     return Disputed(dispute_id=row.id, order_id=row.order_id, payment_id=row.payment_id,
                     provider=row.provider, provider_dispute_id=row.provider_dispute_id,
-                    amount=row.amount, currency=row.currency, actor=actor, now=now)
+                    amount=row.amount, currency=row.currency, actor=actor, now=now, fee=fee)
+
+
+def _fee(value: object) -> int | None:
+    """A provider's dispute fee in minor units (positive integers only), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
 
 
 def _text(value: object, limit: int) -> str | None:

@@ -90,7 +90,7 @@ class Route:
 TENANT_READS = ("/v1/audit-log?limit=100", "/v1/orders?limit=100", "/v1/products?limit=100",
                 "/v1/payments?limit=100", "/v1/providers", "/v1/settings",
                 "/v1/ledger/transactions?limit=100", "/v1/refunds?limit=100",
-                "/v1/disputes?limit=100")
+                "/v1/disputes?limit=100", "/v1/entitlements?limit=100")
 OWNER_READS = ("/v1/owner/providers", "/v1/owner/clusters", "/v1/owner/tenants/{slug}")
 
 ROUTES = [
@@ -148,7 +148,7 @@ ROUTES = [
 
 LISTS = ["/v1/products", "/v1/orders", "/v1/payments", "/v1/audit-log",
          "/v1/ledger/transactions", "/v1/webhook-events", "/v1/owner/tenants",
-         "/v1/refunds", "/v1/disputes"]
+         "/v1/refunds", "/v1/disputes", "/v1/entitlements"]
 
 
 def with_value(body: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:

@@ -87,6 +87,19 @@ def test_dispute_created_and_closed(stripe_objects: dict[str, Any]) -> None:
             event(stripe_objects, "charge.dispute.closed", {**dispute, "status": status})
         )
         assert closed.type is EventType.DISPUTE_CLOSED and closed.data["outcome"] == outcome
+        assert closed.fee_amount is None  # no balance transactions: no fee reported
+
+    # lost: the fee of the dispute's balance transactions is reported
+    fee = {"object": "balance_transaction", "amount": -1000, "currency": "usd", "fee": 1500,
+           "net": -2500, "type": "adjustment"}
+    lost = receive(event(stripe_objects, "charge.dispute.closed",
+                         {**dispute, "status": "lost", "balance_transactions": [fee]}))
+    assert (lost.data["outcome"], lost.fee_amount) == ("lost", 1500)
+    # won with the fee given back: none left
+    back = {**fee, "amount": 1000, "fee": -1500, "net": 2500}
+    won = receive(event(stripe_objects, "charge.dispute.closed",
+                        {**dispute, "status": "won", "balance_transactions": [fee, back]}))
+    assert won.fee_amount is None
 
 
 def test_dispute_with_expanded_payment_intent(stripe_objects: dict[str, Any]) -> None:

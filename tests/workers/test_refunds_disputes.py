@@ -99,7 +99,7 @@ async def test_a_dispute_opens_then_closes(client, make_tenant):
     kinds = sorted(t["kind"] for t in await ledger_for(client, tenant, won["order_id"]))
     assert kinds == ["dispute.opened", "dispute.won", "payment.captured"]
     kinds = sorted(t["kind"] for t in await ledger_for(client, tenant, lost["order_id"]))
-    assert kinds == ["dispute.opened", "payment.captured"]
+    assert kinds == ["dispute.lost", "dispute.opened", "payment.captured"]
 
 
 async def test_a_registered_capture_effect_runs_once_per_batch(client, make_tenant):

@@ -3,7 +3,7 @@ the stock comes back when the refund succeeds, which may be later than its reque
 provider's webhook, a manual refund marked refunded).
 
 Revision ID: 0009_refund_items
-Revises: 0007_refunds_disputes (the merge re-chains it after 0008)
+Revises: 0008_entitlements
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0009_refund_items"
-down_revision: str | Sequence[str] | None = "0007_refunds_disputes"
+down_revision: str | Sequence[str] | None = "0008_entitlements"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

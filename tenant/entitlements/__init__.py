@@ -1,0 +1,1 @@
+"""Entitlements (licenses) that paid digital products grant (T15)."""
