@@ -150,10 +150,19 @@ async def test_stripe_refund_through_localstripe_and_its_webhooks_match_the_row(
     sent: list[tuple[str, str, dict[str, str]]] = []
     original = stripe.HTTPXClient.request_async
 
+    #: while set, Stripe's answers to refund creates are lost on the way back (the first
+    #: try reaches localstripe, the SDK's retries find the network down)
+    lose_answers = {"on": False, "delivered": 0}
+
     async def spying(self: Any, method: str, url: str, headers: Any,
                      post_data: Any = None) -> Any:
         if "/v1/refunds" in url:
             sent.append((method.upper(), url, dict(headers)))
+            if method.upper() == "POST" and lose_answers["on"]:
+                if not lose_answers["delivered"]:
+                    lose_answers["delivered"] += 1
+                    await original(self, method, url, headers, post_data)
+                self._handle_request_error(httpx.ConnectError("answer lost"))  # as the SDK
         return await original(self, method, url, headers, post_data)
 
     monkeypatch.setattr(stripe.HTTPXClient, "request_async", spying)
@@ -169,25 +178,42 @@ async def test_stripe_refund_through_localstripe_and_its_webhooks_match_the_row(
                                                        4_250)
 
             key = uuid.uuid4().hex
+            # Stripe refunds, but its answer never comes back: 503, the refund stays
+            # pending and holds its amount
+            lose_answers["on"] = True
+            # (a free-text reason travels in metadata: localstripe refuses Stripe's
+            # ``reason`` parameter, which real Stripe takes for its three enum values)
+            lost = await refund(client, tenant, order["id"], key, amount=1_000,
+                                reason="changed their mind")
+            assert lost.status_code == 503, lost.text
+            assert lost.json()["error"]["code"] == "provider_unavailable"
+            lose_answers["on"] = False
+            [pending] = await refunds_of(client, tenant, order["id"])
+            assert (pending["status"], pending["provider_refund_id"]) == ("pending", None)
+            # every try carried our deterministic idempotency key to Stripe
+            creates = [h for m, _, h in sent if m == "POST"]
+            assert creates and {{k.lower(): v for k, v in h.items()}["idempotency-key"]
+                                for h in creates} == {f"{tenant.slug}:refund:{pending['id']}"}
+
+            # the same request again (same Idempotency-Key) finishes that refund: it is
+            # found at Stripe by our key (localstripe ignores Idempotency-Key, so this
+            # also shows Paymesh itself never creates a second one)
             first = await refund(client, tenant, order["id"], key, amount=1_000,
-                                 reason="requested_by_customer")
+                                 reason="changed their mind")
             assert first.status_code == 201, first.text
             one = first.json()
+            assert one["id"] == pending["id"]
             assert (one["status"], one["amount"], one["currency"], one["provider"]) == (
-                "succeeded", 1_000, "USD", "stripe")
+                "succeeded", 1_000, "USD", "stripe"), one["failure_reason"]
             assert one["provider_refund_id"].startswith("re_")
-            # the create carried our deterministic idempotency key to Stripe
-            creates = [h for m, _, h in sent if m == "POST"]
-            assert len(creates) == 1
-            assert {k.lower(): v for k, v in creates[0].items()}["idempotency-key"] == (
-                f"{tenant.slug}:refund:{one['id']}")
+            assert len([m for m, _, _ in sent if m == "POST"]) == len(creates)
 
             # the same request again: the same refund, no second call to create one
             again = await refund(client, tenant, order["id"], key, amount=1_000,
-                                 reason="requested_by_customer")
+                                 reason="changed their mind")
             assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
             assert again.json() == one
-            assert len([m for m, _, _ in sent if m == "POST"]) == 1
+            assert len([m for m, _, _ in sent if m == "POST"]) == len(creates)
             at_stripe = await browser.v1.refunds.list_async({"payment_intent": intent_id})
             assert [r.id for r in at_stripe.data] == [one["provider_refund_id"]]
             stripe_refund = at_stripe.data[0].to_dict()
