@@ -219,6 +219,24 @@ class FlutterwaveProvider(PaymentProvider):
     def parse_webhook(self, request: WebhookRequest) -> NormalizedEvent:
         name, data, event_id = decode_event(request.body)
         status = str(data.get("status", "")).lower()
+        if name == "refund.completed" and status in ("completed", "failed"):
+            # v3's refund webhook: the refund's ``id`` (what ``POST
+            # /transactions/{id}/refund`` answered), ``AmountRefunded`` in major units, the
+            # numeric ``TransactionId`` but neither ``tx_ref`` nor currency: the refund is
+            # matched by its id (tenant.webhooks.handlers.money_event)
+            return NormalizedEvent(
+                provider_event_id=event_id,
+                type=EventType.REFUND_SUCCEEDED if status == "completed"
+                else EventType.REFUND_FAILED,
+                provider_refund_id=str(data["id"]) if data.get("id") is not None else None,
+                data={
+                    "status": status,
+                    "amount_refunded_major": str(data.get("AmountRefunded")),
+                    "transaction_id": data.get("TransactionId"),
+                    "flw_ref": data.get("FlwRef"),
+                    "failure_message": data.get("comments") if status == "failed" else None,
+                },
+            )
         if name != "charge.completed" or status not in ("successful", "failed"):
             return NormalizedEvent(
                 provider_event_id=event_id,

@@ -47,7 +47,8 @@ _STATES = {
 }
 _REFUND_STATES = {"processed": RefundState.SUCCEEDED, "failed": RefundState.FAILED}
 #: ``merchant-accepted``: the merchant conceded and the customer is refunded.
-_DISPUTE_OUTCOMES = {"merchant-accepted": "lost", "declined": "won"}
+#: ``auto-accepted``: no answer from the merchant before ``dueAt``, the customer is refunded.
+_DISPUTE_OUTCOMES = {"merchant-accepted": "lost", "auto-accepted": "lost", "declined": "won"}
 
 
 class PaystackRefused(InvalidProviderRequest):
@@ -244,13 +245,16 @@ class PaystackProvider(PaymentProvider):
                 if name == "refund.processed"
                 else EventType.REFUND_FAILED,
                 provider_payment_id=data.get("transaction_reference"),
-                provider_refund_id=str(ident)
-                if ident is not None
-                else data.get("refund_reference"),
+                # Paystack's documented refund webhook carries no refund ``id`` (the id
+                # ``POST /refund`` answered), only the processor's ``refund_reference``:
+                # with no id, the refund is matched by payment and amount
+                # (tenant.webhooks.money_events)
+                provider_refund_id=str(ident) if ident is not None else None,
                 amount=_int(data.get("amount")),
                 currency=currency,
                 reference=data.get("transaction_reference"),
-                data={"status": data.get("status")},
+                data={"status": data.get("status"),
+                      "refund_reference": data.get("refund_reference")},
             )
         if name in ("charge.dispute.create", "charge.dispute.resolve"):
             transaction = data.get("transaction")
@@ -260,6 +264,7 @@ class PaystackProvider(PaymentProvider):
                 "status": data.get("status"),
                 "reason": data.get("category"),
                 "refund_amount": _int(data.get("refund_amount")),
+                "evidence_due_by": data.get("dueAt"),
             }
             if closed:
                 resolution = data.get("resolution")

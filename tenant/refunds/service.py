@@ -72,6 +72,17 @@ async def unanswered(session: AsyncSession, payment_id: uuid.UUID,
         .order_by(Refund.created_at).limit(1).with_for_update())).first()
 
 
+async def pending_of(session: AsyncSession, payment_id: uuid.UUID,
+                     amount: int) -> Refund | None:
+    """The oldest pending refund of this payment for this amount, answered or not,
+    row-locked: for a provider whose refund webhook names no refund id we know
+    (Paystack's carries the processor's reference, not the id ``POST /refund`` gave)."""
+    return (await session.scalars(select(Refund).where(
+        Refund.payment_id == payment_id, Refund.status == RefundStatus.PENDING,
+        Refund.amount == amount)
+        .order_by(Refund.created_at).limit(1).with_for_update())).first()
+
+
 async def refundable(session: AsyncSession, payment_id: uuid.UUID, captured: int, *,
                      besides: uuid.UUID | None = None) -> int:
     """What is left to refund on a payment: captured − refunds pending, succeeded or

@@ -151,7 +151,22 @@ async def money_event(inbound: Inbound) -> Applied:
     from tenant.webhooks.money_events import apply_money_event
 
     session = await orm(inbound.db)
-    attempt = await payments.find_attempt(session, inbound.provider, inbound.payment_id)
+    attempt = await payments.find_attempt(session, inbound.provider, inbound.payment_id) \
+        if inbound.payment_id else None
+    refund_id = inbound.event.get("provider_refund_id")
+    if attempt is None and not inbound.payment_id and refund_id:
+        # a refund webhook naming only the refund (Flutterwave's): the payment of the
+        # refund Paymesh sent under that provider id
+        # (read without a lock: money_events locks the order first, then the rows)
+        from sqlalchemy import select
+
+        from tenant.payments.models import Payment
+        from tenant.refunds.models import Refund
+
+        payment_id = (await session.scalars(select(Refund.payment_id).where(
+            Refund.provider == inbound.provider,
+            Refund.provider_refund_id == str(refund_id)))).first()
+        attempt = await session.get(Payment, payment_id) if payment_id is not None else None
     if attempt is None or attempt.status != "succeeded":
         raise NotReady(f"{inbound.event['type']} for {inbound.provider}:{inbound.payment_id}"
                        " before its payment")

@@ -83,9 +83,15 @@ def _money_to(order: Any, target: PaymentStatus) -> dict[str, str]:
 
 async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: dict[str, Any],
                   actor: Actor) -> bool:
-    refund_id = event.get("provider_refund_id") or event["provider_event_id"]
+    named = event.get("provider_refund_id")
+    refund_id = named or _provider_reference(event)
     now = utcnow()
     row = await refunds.by_provider_id(session, attempt.provider, refund_id)
+    if row is None and not named:  # the webhook names no refund id: payment + amount
+        row = await refunds.pending_of(session, attempt.id, int(event.get("amount") or 0))
+        if row is not None:
+            refund_id = row.provider_refund_id or refund_id
+            row.provider_refund_id = refund_id
     if row is None:  # one we sent whose answer is not recorded yet (tenant.refunds.issue)
         row = await refunds.unanswered(session, attempt.id, int(event.get("amount") or 0))
         if row is not None:
@@ -136,6 +142,9 @@ async def _refund_failed(session: AsyncSession, order: Any, attempt: Payment,
     refund_id = event.get("provider_refund_id")
     row = await refunds.by_provider_id(session, attempt.provider, refund_id) \
         if refund_id else None
+    if row is None and not refund_id and event.get("amount"):  # no id: payment + amount
+        row = await refunds.pending_of(session, attempt.id, int(event["amount"]))
+        refund_id = row.provider_refund_id if row is not None else None
     failed = row is not None and REFUND_STATUS.can(row.status, RefundStatus.FAILED)
     if failed:
         assert row is not None
@@ -224,6 +233,13 @@ def _fee(value: object) -> int | None:
     """A provider's dispute fee in minor units (positive integers only), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
         else None
+
+
+def _provider_reference(event: dict[str, Any]) -> str:
+    """A refund's key when its webhook names no refund id: the provider's own reference
+    (Paystack's ``refund_reference``), else the event id."""
+    reference = (event.get("data") or {}).get("refund_reference")
+    return str(reference) if reference else event["provider_event_id"]
 
 
 def _text(value: object, limit: int) -> str | None:

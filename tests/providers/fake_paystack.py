@@ -33,6 +33,7 @@ class FakePaystack:
         self.transactions: dict[str, dict[str, Any]] = {}
         self.sent: list[tuple[str, str, Any]] = []
         self.next_id = 4099260516
+        self.next_refund_id = 1234567  # each refund its own id, as Paystack gives
         #: (operation, request body, status, answer): operation is ``"METHOD /path"`` with
         #: the path as Paystack's OpenAPI description names it.
         self.exchanges: list[tuple[str, Any, int, Any]] = []
@@ -198,6 +199,7 @@ class FakePaystack:
         return self.answer("GET /transaction/verify/{reference}", None, 200, answer)
 
     def refund(self, body: dict[str, Any]) -> httpx.Response:
+        ident, self.next_refund_id = self.next_refund_id, self.next_refund_id + 1
         tx = next(t for t in self.transactions.values() if t["reference"] == body["transaction"])
         answer = {
             "status": True,
@@ -234,7 +236,7 @@ class FakePaystack:
                 "domain": "test",
                 "amount": body.get("amount", tx["amount"]),
                 "fully_deducted": False,
-                "id": 1234567,
+                "id": ident,
                 "createdAt": STAMP,
                 "updatedAt": STAMP,
             },

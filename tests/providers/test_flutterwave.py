@@ -42,6 +42,10 @@ class FakeFlutterwave:
         self.payments: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
         self.sent: list[tuple[str, str, Any]] = []
+        #: what the refund endpoint answers as the refund's status (``completed`` as in
+        #: Flutterwave's reference; ``pending`` when its refund webhook completes it)
+        self.refund_status = "completed"
+        self.next_refund_id = 75923  # each refund its own id
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         assert request.extensions["timeout"] == DEFAULT_TIMEOUT.as_dict()
@@ -83,6 +87,7 @@ class FakeFlutterwave:
             )
         if request.method == "POST" and path.endswith("/refund"):
             tx_id = int(path.split("/")[2])
+            refund_id, self.next_refund_id = self.next_refund_id, self.next_refund_id + 1
             return httpx.Response(
                 200,
                 content=_dump(
@@ -90,13 +95,13 @@ class FakeFlutterwave:
                         "status": "success",
                         "message": "Transaction refund initiated",
                         "data": {
-                            "id": 75923,
+                            "id": refund_id,
                             "account_id": 73362,
                             "tx_id": tx_id,
                             "flw_ref": "URF_1577867664541_3572735",
                             "wallet_id": 74639,
                             "amount_refunded": body["amount"],
-                            "status": "completed",
+                            "status": self.refund_status,
                             "destination": "payment_source",
                             "meta": {"source": "availablebalance"},
                             "created_at": "2021-01-24T09:18:37.000Z",

@@ -137,6 +137,13 @@ async def test_webhooks(fake: FakePaystack) -> None:
         tx["reference"],
         50000,
     )
+    # Paystack's documented refund webhook has no refund ``id``: none is made up (the
+    # processor's ``refund_reference`` is not the id ``POST /refund`` answered)
+    documented = {k: v for k, v in refund_data.items() if k != "id"}
+    anonymous = provider.parse_webhook(sign({"event": "refund.processed", "data": documented}))
+    assert anonymous.provider_refund_id is None
+    assert (anonymous.provider_payment_id, anonymous.amount) == (tx["reference"], 50000)
+    assert anonymous.data["refund_reference"] == "RFD_1"
     failed = provider.parse_webhook(
         sign({"event": "refund.failed", "data": {**refund_data, "status": "failed"}})
     )
