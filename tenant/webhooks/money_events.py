@@ -212,8 +212,8 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
             money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
         else:
             await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
-                       reason=f"dispute {dispute_id} {'won, another' if won else ''} lost"
-                       .replace("  ", " "))
+                       reason=f"dispute {dispute_id} won, another lost"
+                       if won else f"dispute {dispute_id} lost")
             money = PaymentStatus.REFUNDED
         kept = _money_to(order, money)
     record(session, AuditLog, actor, f"dispute.{'won' if won else 'lost'}", "order", order.id,
