@@ -10,7 +10,17 @@ mid-batch: a settlement effect registered to fail makes the batch's transaction 
 again. After each step the invariants are checked through the API and with SQL on the
 tenant's database (:func:`Sim.check`).
 
-``PAYMESH_SIM_SEED`` replays a run (the seed is in every failure message);
+The invariants, after every step: each journal transaction balances per currency; per
+payment, succeeded refunds + lost disputes <= the capture (+ open disputes too, once the
+order's webhooks are all in); ``amount_refunded`` = its succeeded refunds; one capture
+posting per payment and one refund posting per refund row, no refund row twice; the
+order's status and payment status follow its refunds and disputes; and the ledger's
+balances (``GET /v1/ledger/balances``) equal the sums of the payments, refunds and
+disputes to the cent: clearing + disputes held = captured - fees - refunds - lost.
+At the end every owed webhook is delivered and the gateway's refunded amounts agree.
+
+``PAYMESH_SIM_SEED`` replays a run (the seed is in every failure message: the same
+operations, except which of several racing refunds wins is up to the database);
 ``PAYMESH_SIM_OPS`` sets its length (1,000 in the suite; ``make simulate`` runs 100,000);
 ``PAYMESH_SIM_FULL_EVERY`` checks the whole database every N steps instead of every step
 (the touched order is checked every step regardless; the long run uses it).
@@ -51,6 +61,8 @@ def _env_int(name: str, default: int) -> int:
 
 
 class Sim:
+    """The shop, the generator, and what the simulation knows the gateway owes."""
+
     def __init__(self, app: Any, client: Any, tenant: Any, seed: int) -> None:
         self.app, self.client, self.tenant, self.seed = app, client, tenant, seed
         self.rng = random.Random(seed)
