@@ -30,3 +30,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .paymesh
+
+# make simulate   the money simulation, long: 100,000 random operations (SIM_OPS), the whole
+#                 database checked every SIM_FULL_EVERY steps (the touched order every step);
+#                 PAYMESH_SIM_SEED=<seed> replays a run
+SIM_OPS ?= 100000
+SIM_FULL_EVERY ?= 100
+.PHONY: simulate
+simulate: $(STAMP)
+	PAYMESH_SIM_OPS=$(SIM_OPS) PAYMESH_SIM_FULL_EVERY=$(SIM_FULL_EVERY) $(BIN)/python -m pytest \
+		-n 0 -q -s -p no:cacheprovider tests/workers/test_money_simulation.py \
+		-k test_every_cent_is_accounted_for

@@ -60,6 +60,16 @@ async def by_provider_id(session: AsyncSession, provider: str,
         .with_for_update())).first()
 
 
+async def others_on(session: AsyncSession, payment_id: uuid.UUID) -> tuple[Dispute | None, int]:
+    """A payment's first open dispute (by opening), and how many of its disputes were
+    lost (the caller flushed its own change). A provider may open a second dispute once
+    the first closed, and their events can arrive in any order: two can be open here."""
+    rows = (await session.scalars(select(Dispute).where(Dispute.payment_id == payment_id)
+                                  .order_by(Dispute.opened_at, Dispute.id))).all()
+    first_open = next((d for d in rows if d.status == DisputeStatus.OPEN), None)
+    return first_open, sum(1 for d in rows if d.status == DisputeStatus.LOST)
+
+
 def due_by(value: Any) -> datetime | None:
     """A provider's evidence deadline (unix seconds or ISO 8601), else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:

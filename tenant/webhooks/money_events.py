@@ -167,10 +167,15 @@ async def _dispute_opened(session: AsyncSession, order: Any, attempt: Payment,
     data = event.get("data") or {}
     amount = int(event.get("amount") or attempt.amount)
     now = utcnow()
+    before = str(order.status)
+    if order.status == OrderStatus.DISPUTED:  # another is open: where that one returns
+        earlier, _ = await disputes.others_on(session, attempt.id)
+        if earlier is not None and earlier.order_status_before:
+            before = earlier.order_status_before
     row = Dispute(order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
                   provider_dispute_id=dispute_id, amount=amount, currency=attempt.currency,
                   reason=_text(data.get("reason"), 200), status=DisputeStatus.OPEN,
-                  order_status_before=str(order.status),
+                  order_status_before=before,
                   evidence_due_by=disputes.due_by(data.get("evidence_due_by")),
                   opened_at=now)
     session.add(row)
@@ -199,19 +204,25 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
     now = utcnow()
     row.status = DISPUTE_STATUS.check(row.status, target_status)
     row.closed_at = now
-    kept: dict[str, str] = {}
-    if order.status == OrderStatus.DISPUTED:
-        if won:
-            before = OrderStatus(row.order_status_before or OrderStatus.PAID)
-            target = before if _go(order, before) else OrderStatus.PAID
-            await move(session, order, target, actor=actor, manual=False,
-                       reason=f"dispute {dispute_id} won")
+    await session.flush()
+    # the order stays disputed while another dispute of the payment is open (events of
+    # two disputes can interleave), and is refunded when the last closes if one was lost
+    still_open, lost = await disputes.others_on(session, attempt.id)
+    kept: dict[str, Any] = {"disputes_still_open": True} if still_open is not None else {}
+    if order.status == OrderStatus.DISPUTED and still_open is None:
+        if not lost:
             # back to where the money was: refunds made before the dispute still stand
             refunded = await refunds.succeeded_total(session, attempt.id)
+            fallback = OrderStatus.PARTIALLY_REFUNDED if refunded else OrderStatus.PAID
+            before = OrderStatus(row.order_status_before or fallback)
+            target = before if _go(order, before) else fallback
+            await move(session, order, target, actor=actor, manual=False,
+                       reason=f"dispute {dispute_id} won")
             money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
         else:
             await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
-                       reason=f"dispute {dispute_id} lost")
+                       reason=f"dispute {dispute_id} won, another lost"
+                       if won else f"dispute {dispute_id} lost")
             money = PaymentStatus.REFUNDED
         kept = _money_to(order, money)
     record(session, AuditLog, actor, f"dispute.{'won' if won else 'lost'}", "order", order.id,
