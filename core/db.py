@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -181,6 +182,20 @@ async def fetch_page(session: AsyncSession, query: Select[Any], page: int,
     Every list endpoint pages through here. Returns (the page's rows, has_more)."""
     rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
     return rows[:limit], len(rows) > limit
+
+
+def where_state(query: Select[Any], column: Any, value: str | None, states: type[StrEnum],
+                param: str) -> Select[Any]:
+    """``query`` filtered on ``column = value`` when a value is given; a value that is not
+    one of ``states`` is a 400 naming the allowed ones (every list's state filter)."""
+    if value is None or value == "":
+        return query
+    if value not in set(states):
+        from core.errors import ValidationError
+
+        raise ValidationError(f"unknown {param.replace('_', ' ')} '{value}'; one of "
+                              f"{', '.join(states)}", param=param)
+    return query.where(column == value)
 
 
 def after_commit(session: object, action: Callable[[], None]) -> None:

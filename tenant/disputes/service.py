@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import fetch_page
-from core.errors import NotFound, ValidationError
+from core.db import fetch_page, where_state
+from core.errors import NotFound
 from tenant.disputes.models import Dispute
 from tenant.disputes.schemas import DisputeOut
 from tenant.disputes.states import DisputeStatus
@@ -36,11 +36,7 @@ async def list_disputes(session: AsyncSession, *, page: int, limit: int,
     query = select(Dispute).order_by(Dispute.created_at.desc(), Dispute.id)
     if order_id is not None:
         query = query.where(Dispute.order_id == order_id)
-    if status:
-        if status not in set(DisputeStatus):
-            raise ValidationError(f"unknown dispute status '{status}'; one of "
-                                  f"{', '.join(DisputeStatus)}", param="status")
-        query = query.where(Dispute.status == status)
+    query = where_state(query, Dispute.status, status, DisputeStatus, "status")
     rows, more = await fetch_page(session, query, page, limit)
     return [to_out(r) for r in rows], more
 

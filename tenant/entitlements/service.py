@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import fetch_page
+from core.db import fetch_page, where_state
 from core.errors import ValidationError
 from core.limits import EMAIL_LEN
 from tenant.entitlements.models import Entitlement
@@ -37,10 +37,6 @@ async def list_entitlements(session: AsyncSession, *, page: int, limit: int,
             raise ValidationError(f"customer_email must be 1 to {EMAIL_LEN} characters",
                                   param="customer_email")
         query = query.where(func.lower(Entitlement.customer_email) == email.lower())
-    if status is not None:
-        if status not in set(EntitlementStatus):
-            raise ValidationError(f"unknown entitlement status '{status}'; one of "
-                                  f"{', '.join(EntitlementStatus)}", param="status")
-        query = query.where(Entitlement.status == status)
+    query = where_state(query, Entitlement.status, status, EntitlementStatus, "status")
     rows, more = await fetch_page(session, query, page, limit)
     return [to_out(r) for r in rows], more

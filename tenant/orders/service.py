@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.audit import Actor, audit_row
-from core.db import fetch_page, utcnow
+from core.db import fetch_page, utcnow, where_state
 from core.errors import NotFound, UnprocessableError, ValidationError
 from core.money import normalize_currency, plain_decimal
 from core.runtime import Runtime
@@ -270,15 +270,9 @@ async def list_orders(session: AsyncSession, *, pay_base: str, page: int, limit:
             raise ValidationError("provider must be a provider code", param="provider")
         query = query.where(Order.id.in_(
             select(Payment.order_id).where(Payment.provider == provider)))
-    if status is not None:
-        if status not in set(OrderStatus):
-            raise ValidationError(f"unknown order status '{status}'", param="status")
-        query = query.where(Order.status == status)
-    if payment_status is not None:
-        if payment_status not in set(PaymentStatus):
-            raise ValidationError(f"unknown payment status '{payment_status}'",
-                                  param="payment_status")
-        query = query.where(Order.payment_status == payment_status)
+    query = where_state(query, Order.status, status, OrderStatus, "status")
+    query = where_state(query, Order.payment_status, payment_status, PaymentStatus,
+                        "payment_status")
     if created_from is not None:
         query = query.where(Order.created_at >= created_from)
     if created_to is not None:

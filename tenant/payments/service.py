@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import fetch_page
-from core.errors import NotFound, UnprocessableError, ValidationError
+from core.db import fetch_page, where_state
+from core.errors import NotFound, UnprocessableError
 from tenant.audit.models import AuditLog
 from tenant.orders.lifecycle import lock_order
 from tenant.orders.states import PAYABLE, OrderStatus, PaymentStatus
@@ -54,10 +54,7 @@ async def list_payments(session: AsyncSession, *, page: int, limit: int,
         query = query.where(Payment.order_id == order_id)
     if provider:
         query = query.where(Payment.provider == provider)
-    if status:
-        if status not in set(PaymentAttemptStatus):
-            raise ValidationError(f"unknown payment status '{status}'", param="status")
-        query = query.where(Payment.status == status)
+    query = where_state(query, Payment.status, status, PaymentAttemptStatus, "status")
     if created_from is not None:
         query = query.where(Payment.created_at >= created_from)
     if created_to is not None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import fetch_page
+from core.db import fetch_page, where_state
 from core.errors import Conflict, NotFound, ValidationError
 from core.money import normalize_currency
 from tenant.audit.models import AuditLog
@@ -89,10 +89,7 @@ async def list_products(session: AsyncSession, *, page: int, limit: int,
                         kind: str | None = None, active: bool | None = None,
                         currency: str | None = None) -> tuple[list[ProductOut], bool]:
     query = select(Product).order_by(Product.created_at.desc(), Product.id)
-    if kind:
-        if kind not in set(ProductKind):
-            raise ValidationError("kind must be physical, digital or service", param="kind")
-        query = query.where(Product.kind == kind)
+    query = where_state(query, Product.kind, kind, ProductKind, "kind")
     if active is not None:
         query = query.where(Product.active == active)
     if currency:

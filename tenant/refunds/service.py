@@ -13,8 +13,8 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import fetch_page
-from core.errors import NotFound, ValidationError
+from core.db import fetch_page, where_state
+from core.errors import NotFound
 from tenant.disputes.models import Dispute
 from tenant.disputes.states import DisputeStatus
 from tenant.refunds.models import Refund
@@ -37,11 +37,7 @@ async def list_refunds(session: AsyncSession, *, page: int, limit: int,
     query = select(Refund).order_by(Refund.created_at.desc(), Refund.id)
     if order_id is not None:
         query = query.where(Refund.order_id == order_id)
-    if status:
-        if status not in set(RefundStatus):
-            raise ValidationError(f"unknown refund status '{status}'; one of "
-                                  f"{', '.join(RefundStatus)}", param="status")
-        query = query.where(Refund.status == status)
+    query = where_state(query, Refund.status, status, RefundStatus, "status")
     rows, more = await fetch_page(session, query, page, limit)
     return [to_out(r) for r in rows], more
 
