@@ -42,6 +42,8 @@ class Dispute(IdMixin, TimestampMixin, TenantBase):
     __table_args__ = (
         UniqueConstraint("provider", "provider_dispute_id"),
         Index("ix_disputes_created_at", "created_at"),
+        # by payment, under the order lock (migration 0010)
+        Index("ix_disputes_payment_id", "payment_id", "status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN (" + ", ".join(f"'{s.value}'" for s in DisputeStatus) + ")",
                         name="status_valid"),

@@ -52,6 +52,8 @@ class Refund(IdMixin, TimestampMixin, TenantBase):
     __table_args__ = (
         UniqueConstraint("provider", "provider_refund_id"),
         Index("ix_refunds_created_at", "created_at"),
+        # by payment, under the order lock (migration 0010)
+        Index("ix_refunds_payment_id", "payment_id", "status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("status IN (" + ", ".join(f"'{s.value}'" for s in RefundStatus) + ")",
                         name="status_valid"),

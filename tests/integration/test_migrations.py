@@ -57,3 +57,19 @@ async def test_db_upgrade_reports_a_failing_tenant_and_migrates_the_rest(platfor
     async with autocommit_connection(broken_url) as conn:
         await conn.execute(text("UPDATE alembic_version_tenant SET version_num = :v"),
                            {"v": migrate.head("tenant")})
+
+
+async def test_refunds_and_disputes_are_found_by_payment_through_an_index(platform,
+                                                                          make_tenant):
+    """What is refundable is computed under the order's lock from the payment's refunds
+    and disputes: a look-up by payment must not scan the tenant's whole tables."""
+    tenant = await make_tenant("payidx")
+    url = with_database(platform["PAYMESH_DATABASE_URL"],
+                        platform["PAYMESH_TENANT_DB_PREFIX"] + tenant.slug.replace("-", "_"))
+    async with autocommit_connection(url) as conn:
+        found = dict((await conn.execute(text(
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE tablename IN ('refunds', 'disputes') AND indexname LIKE '%payment_id%'"
+        ))).all())
+    assert set(found) == {"refunds", "disputes"}, found
+    assert all("(payment_id, status)" in d for d in found.values()), found
