@@ -33,38 +33,39 @@ async def post_refunds(db: Db, batch: Sequence[Refunded]) -> None:
                Line(accounts.clearing(r.provider), credit=r.amount)]) for r in batch])
 
 
+def _dispute_posting(d: Disputed, stage: str, lines: list[Line],
+                     **data: object) -> Posting:
+    """A dispute's posting at ``stage`` (opened, won, lost), keyed once per dispute and
+    stage so a repeated event posts nothing."""
+    return Posting(
+        key=f"dispute:{d.provider}:{d.provider_dispute_id}:{stage}", kind=f"dispute.{stage}",
+        currency=d.currency, order_id=d.order_id, payment_id=d.payment_id,
+        description=f"{d.provider} dispute {stage}",
+        data={"dispute_id": str(d.dispute_id), **data}, lines=lines)
+
+
 @effect(Movement.DISPUTE_OPENED, order=10)
 async def hold_disputes(db: Db, batch: Sequence[Disputed]) -> None:
     """The disputed amount leaves the provider's clearing for the disputes account."""
-    await post_many(db, [Posting(
-        key=f"dispute:{d.provider}:{d.provider_dispute_id}:opened", kind="dispute.opened",
-        currency=d.currency, order_id=d.order_id, payment_id=d.payment_id,
-        description=f"{d.provider} dispute opened", data={"dispute_id": str(d.dispute_id)},
-        lines=[Line(accounts.DISPUTES, debit=d.amount),
-               Line(accounts.clearing(d.provider), credit=d.amount)]) for d in batch])
+    await post_many(db, [_dispute_posting(d, "opened", [
+        Line(accounts.DISPUTES, debit=d.amount),
+        Line(accounts.clearing(d.provider), credit=d.amount)]) for d in batch])
 
 
 @effect(Movement.DISPUTE_WON, order=10)
 async def release_disputes(db: Db, batch: Sequence[Disputed]) -> None:
     """Won: the provider gives the money back (a lost dispute's money left at opening)."""
-    await post_many(db, [Posting(
-        key=f"dispute:{d.provider}:{d.provider_dispute_id}:won", kind="dispute.won",
-        currency=d.currency, order_id=d.order_id, payment_id=d.payment_id,
-        description=f"{d.provider} dispute won", data={"dispute_id": str(d.dispute_id)},
-        lines=[Line(accounts.clearing(d.provider), debit=d.amount),
-               Line(accounts.DISPUTES, credit=d.amount)]) for d in batch])
+    await post_many(db, [_dispute_posting(d, "won", [
+        Line(accounts.clearing(d.provider), debit=d.amount),
+        Line(accounts.DISPUTES, credit=d.amount)]) for d in batch])
 
 
 @effect(Movement.DISPUTE_LOST, order=10)
 async def post_dispute_losses(db: Db, batch: Sequence[Disputed]) -> None:
     """Lost: the amount held since opening is a loss, and so is the provider's dispute
     fee where it reports one (the provider keeps it out of clearing)."""
-    await post_many(db, [Posting(
-        key=f"dispute:{d.provider}:{d.provider_dispute_id}:lost", kind="dispute.lost",
-        currency=d.currency, order_id=d.order_id, payment_id=d.payment_id,
-        description=f"{d.provider} dispute lost",
-        data={"dispute_id": str(d.dispute_id), "fee": d.fee or 0},
-        lines=[Line(accounts.DISPUTE_LOSSES, debit=d.amount + (d.fee or 0)),
-               Line(accounts.DISPUTES, credit=d.amount),
-               *([Line(accounts.clearing(d.provider), credit=d.fee)] if d.fee else [])])
-        for d in batch])
+    await post_many(db, [_dispute_posting(d, "lost", [
+        Line(accounts.DISPUTE_LOSSES, debit=d.amount + (d.fee or 0)),
+        Line(accounts.DISPUTES, credit=d.amount),
+        *([Line(accounts.clearing(d.provider), credit=d.fee)] if d.fee else [])],
+        fee=d.fee or 0) for d in batch])
