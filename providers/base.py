@@ -115,6 +115,15 @@ class RefundResult(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
 
 
+class ProviderDiscount(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider-side discount a coupon may link (``provider_discount``), as the coupon
+    sync reads it."""
+
+    id: str
+    max_redemptions: int | None  # None: unlimited
+    redemptions_count: int = 0
+
+
 class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str]  # names lower-cased
     body: bytes
@@ -285,8 +294,24 @@ class PaymentProvider(abc.ABC):
     async def test_credentials(self) -> CredentialCheck:
         """Call the provider with the stored keys and say whether they work."""
 
+    # Provider-side discounts (the coupon sync); only providers that own discounts have them.
 
-_REDACTED_CALLS = ("create_payment", "fetch_payment", "refund", "test_credentials")
+    async def get_discount(self, discount_id: str) -> ProviderDiscount | None:
+        """The provider's discount ``discount_id``, or ``None`` when it does not exist."""
+        raise NotSupported(f"{self.code} has no discounts")
+
+    async def update_discount_max_redemptions(self, discount_id: str,
+                                              max_redemptions: int) -> ProviderDiscount:
+        """Set the discount's ``max_redemptions``; the discount as it now is."""
+        raise NotSupported(f"{self.code} has no discounts")
+
+    async def delete_discount(self, discount_id: str) -> bool:
+        """Delete the discount; ``False`` when it was already gone."""
+        raise NotSupported(f"{self.code} has no discounts")
+
+
+_REDACTED_CALLS = ("create_payment", "fetch_payment", "refund", "test_credentials",
+                   "get_discount", "update_discount_max_redemptions", "delete_discount")
 _SECRET_WORDS = ("secret", "key", "token", "password", "hash")
 
 
