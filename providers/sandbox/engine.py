@@ -252,7 +252,9 @@ async def refund(
         write(pipe, pay_key, payment)
         if idem:
             pipe.set(idem, record.id, ex=IDEMPOTENCY_TTL)
-        obj = refund_view(record, payment)
+        # Answered ``pending``, like a card network: the money is on its way back once the
+        # signed ``refund.succeeded`` webhook says so, never by the API call's answer.
+        obj = refund_view(msgspec.structs.replace(record, status="succeeded"), payment)
         delivery = store.queue_event(pipe, payment, EventKind.REFUND_SUCCEEDED, obj, secret)
         return record, payment, delivery
 

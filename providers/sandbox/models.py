@@ -143,7 +143,7 @@ class Refund(msgspec.Struct, kw_only=True):
     currency: str
     created: int
     request_hash: str
-    status: str = "succeeded"
+    status: str = "pending"  # the API's answer; its webhook carries ``succeeded``
     reason: str | None = None
 
 

@@ -124,6 +124,9 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     record(session, AuditLog, actor, "refund.succeeded", "order", order.id,
            {"refund_id": str(row.id), "provider_refund_id": refund_id, "amount": amount,
             "refunded_total": total, **_money_to(order, money)})
+    # the refund's own trail ends where the provider said it did
+    record(session, AuditLog, actor, "refund.succeeded", "refund", row.id,
+           {"provider_refund_id": refund_id, "amount": amount, "by": "webhook"})
     await flush(session)
     await run_effects(session, Movement.REFUNDED, [Refunded(
         refund_id=row.id, order_id=order.id, payment_id=attempt.id, provider=attempt.provider,
@@ -156,6 +159,9 @@ async def _refund_failed(session: AsyncSession, order: Any, attempt: Payment,
            {"provider_refund_id": refund_id,
             "refund_id": str(row.id) if row is not None else None,
             "refund_status": row.status if row is not None else None})
+    if row is not None:
+        record(session, AuditLog, actor, "refund.failed_at_provider", "refund", row.id,
+               {"provider_refund_id": refund_id, "refund_status": row.status})
     return True
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.integration.test_orders_support import (
     assert_error,
@@ -52,6 +53,41 @@ async def refund(client: Any, tenant: Any, order_id: str, key: str | None = None
                                       "Idempotency-Key": key or uuid.uuid4().hex})
 
 
+async def confirm(client: Any, tenant: Any, answer: httpx.Response) -> dict[str, Any]:
+    """The sandbox answered the refund ``pending``: its gateway delivers the signed
+    ``refund.succeeded`` webhook it queued, the worker processes it; the refund as the API
+    then shows it."""
+    from core.runtime import get_runtime
+    from owner.tenants.service import lookup
+    from providers.sandbox import store
+    from providers.sandbox.gateway import deliver_webhook
+    from tenant.webhooks.processing import process
+
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert (made["status"], made["completed_at"]) == ("pending", None), made
+    runtime = get_runtime()
+    for delivery_id in await store.pending_deliveries(older_than_seconds=0,
+                                                         limit=1_000_000):
+        delivery = await store.load_delivery(delivery_id)
+        if delivery is None or made["provider_refund_id"] not in delivery.body:
+            continue
+        assert delivery.url.endswith(f"/webhooks/{tenant.slug}/sandbox")
+        await deliver_webhook(delivery_id, runtime.http)
+        async with tenant_db(tenant.slug) as session:
+            inbox_id = (await session.execute(text(
+                "SELECT id FROM webhook_events WHERE provider = 'sandbox' "
+                "AND provider_event_id = :e"), {"e": delivery.event_id})).scalar_one()
+        context = await lookup(runtime, slug=tenant.slug)
+        assert await process(runtime, context, inbox_id) == "processed"
+        break
+    else:
+        raise AssertionError(f"the gateway queued no webhook for refund {made}")
+    response = await client.get(f"/v1/refunds/{made['id']}", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 async def refunds_of(client: Any, tenant: Any, order_id: str) -> list[dict[str, Any]]:
     response = await client.get("/v1/refunds", headers=tenant.headers,
                                 params={"order_id": order_id, "limit": 100})
@@ -86,11 +122,16 @@ async def test_partial_refunds_up_to_the_capture_then_nothing_left(client, make_
     first = await refund(client, tenant, made["id"], key, amount=2_000,
                          reason="requested_by_customer")
     assert first.status_code == 201, first.text
-    one = first.json()
-    assert (one["status"], one["amount"], one["currency"], one["provider"], one["reason"],
-            one["order_id"], one["keep_access"]) == (
-        "succeeded", 2_000, "USD", "sandbox", "requested_by_customer", made["id"], False)
-    assert one["provider_refund_id"] and one["completed_at"] and one["payment_id"]
+    sent = first.json()
+    assert (sent["status"], sent["amount"], sent["currency"], sent["provider"], sent["reason"],
+            sent["order_id"], sent["keep_access"]) == (
+        "pending", 2_000, "USD", "sandbox", "requested_by_customer", made["id"], False)
+    assert sent["provider_refund_id"] and sent["payment_id"]
+    # nothing has moved until the gateway's signed webhook says the money went back
+    assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 0
+    one = await confirm(client, tenant, first)
+    assert (one["status"], one["provider_refund_id"]) == ("succeeded", sent["provider_refund_id"])
+    assert one["completed_at"]
     state = await get_order(client, tenant, made["id"])
     assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
         "partially_refunded", "partially_refunded", 2_000)
@@ -99,7 +140,7 @@ async def test_partial_refunds_up_to_the_capture_then_nothing_left(client, make_
     again = await refund(client, tenant, made["id"], key, amount=2_000,
                          reason="requested_by_customer")
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
-    assert again.json() == one
+    assert again.json() == one  # the refund as it is now
     # the sandbox's own webhook for it matches the row: no second row, no second posting
     assert await _apply(client, tenant, event_body("refund.succeeded", {
         "id": one["provider_refund_id"], "payment_id": payment["provider_payment_id"],
@@ -107,8 +148,11 @@ async def test_partial_refunds_up_to_the_capture_then_nothing_left(client, make_
     assert len(await refunds_of(client, tenant, made["id"])) == 1
 
     rest = await refund(client, tenant, made["id"])  # no amount: all that is left
-    assert rest.status_code == 201, rest.text
-    assert (rest.json()["status"], rest.json()["amount"]) == ("succeeded", total - 2_000)
+    # what is pending holds its amount: nothing more can be refunded meanwhile
+    assert_error(await refund(client, tenant, made["id"], amount=1), 422,
+                 "amount_exceeds_refundable")
+    done = await confirm(client, tenant, rest)
+    assert (done["status"], done["amount"]) == ("succeeded", total - 2_000)
     state = await get_order(client, tenant, made["id"])
     assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
         "refunded", "refunded", total)
@@ -121,8 +165,9 @@ async def test_partial_refunds_up_to_the_capture_then_nothing_left(client, make_
     assert kinds == ["payment.captured", "refund.succeeded", "refund.succeeded"]
     assert await receipts(tenant.slug) == [("refund_receipt", f"refund_receipt:{one['id']}"),
                                            ("refund_receipt",
-                                            f"refund_receipt:{rest.json()['id']}")]
-    assert await trail(client, tenant, one["id"]) == ["refund.created", "refund.succeeded"]
+                                            f"refund_receipt:{done['id']}")]
+    assert await trail(client, tenant, one["id"]) == [
+        "refund.created", "refund.sent", "refund.succeeded"]
 
 
 async def test_concurrent_refunds_never_add_up_past_the_capture(client, make_tenant):
@@ -137,7 +182,9 @@ async def test_concurrent_refunds_never_add_up_past_the_capture(client, make_ten
             assert_error(a, 422, "amount_exceeds_refundable")
     assert sum(a.json()["amount"] for a in accepted) <= total
     assert len(accepted) == total // 2_000
-    assert {a.json()["status"] for a in accepted} == {"succeeded"}
+    assert {a.json()["status"] for a in accepted} == {"pending"}
+    for answer in accepted:
+        assert (await confirm(client, tenant, answer))["status"] == "succeeded"
     state = await get_order(client, tenant, made["id"])
     assert state["amount_refunded"] == 2_000 * len(accepted)
 
@@ -187,7 +234,7 @@ async def test_a_refund_the_provider_refuses_fails_and_frees_its_amount(client, 
         "payment.captured"]
     # the amount is refundable again
     ok = await refund(client, tenant, made["id"], amount=made["total"] - 2_000)
-    assert ok.status_code == 201 and ok.json()["status"] == "succeeded", ok.text
+    assert (await confirm(client, tenant, ok))["status"] == "succeeded"
 
 
 async def test_cash_refund_is_manual_until_marked_refunded(client, make_tenant):
@@ -250,22 +297,23 @@ async def test_returned_items_come_back_into_stock(client, make_tenant):
     assert await stock() == 7
     returned = await refund(client, tenant, made["id"], amount=1_000,
                             items=[{"order_item_id": item_id, "quantity": 1}])
-    assert returned.status_code == 201 and returned.json()["status"] == "succeeded"
+    assert await stock() == 7  # back in stock when the refund succeeds, not before
+    assert (await confirm(client, tenant, returned))["status"] == "succeeded"
     assert await stock() == 8
     # more units than are left to return: refused, nothing changes
     assert_error(await refund(client, tenant, made["id"], amount=100,
                               items=[{"order_item_id": item_id, "quantity": 3}]), 422)
     # a partial refund without items restocks nothing
-    assert (await refund(client, tenant, made["id"], amount=500)).status_code == 201
+    await confirm(client, tenant, await refund(client, tenant, made["id"], amount=500))
     assert await stock() == 8
     # the full rest: every unit not returned yet comes back
-    assert (await refund(client, tenant, made["id"])).json()["status"] == "succeeded"
+    await confirm(client, tenant, await refund(client, tenant, made["id"]))
     assert await stock() == 10
 
     kept = await paid_order(client, tenant, [{"product_id": widget["id"], "quantity": 2}])
     assert await stock() == 8
     no = await refund(client, tenant, kept[0]["id"], restock=False)
-    assert no.status_code == 201 and no.json()["status"] == "succeeded"
+    assert (await confirm(client, tenant, no))["status"] == "succeeded"
     assert await stock() == 8
 
 
@@ -319,9 +367,11 @@ async def test_an_unreachable_provider_leaves_the_refund_pending_until_retried(
     retried = await refund(client, tenant, made["id"], key, amount=1_500)
     assert retried.status_code == 201, retried.text
     assert retried.headers["Idempotent-Replayed"] == "true"
-    done = retried.json()
+    sent = retried.json()
+    assert (sent["id"], sent["status"]) == (held["id"], "pending")
+    assert sent["provider_refund_id"]
+    done = await confirm(client, tenant, retried)
     assert (done["id"], done["status"]) == (held["id"], "succeeded")
-    assert done["provider_refund_id"]
     assert len(await refunds_of(client, tenant, made["id"])) == 1
     assert (await get_order(client, tenant, made["id"]))["amount_refunded"] == 1_500
 

@@ -74,7 +74,7 @@ class Sim:
         self.owed: dict[str, str] = {}
         self.lagging: Counter[str] = Counter()
         self.foreign: set[str] = set()  # other tenants' deliveries
-        self.refund_ids: set[str] = set()  # refunds the API answered succeeded
+        self.refund_ids: set[str] = set()  # refunds the API accepted (pending at the gateway)
         self.history: list[str] = []
         self.counts: Counter[str] = Counter()
 
@@ -188,11 +188,12 @@ class Sim:
     def judge_refund(self, response: httpx.Response) -> None:
         if response.status_code == 201:
             refund = response.json()
-            assert refund["status"] in ("succeeded", "failed"), refund
-            if refund["status"] == "succeeded":
-                assert refund["id"] not in self.refund_ids
+            # the sandbox answers a refund pending; its signed webhook completes it
+            assert refund["status"] in ("pending", "failed"), refund
+            if refund["status"] == "pending":
+                assert refund["id"] not in self.refund_ids and refund["provider_refund_id"]
                 self.refund_ids.add(refund["id"])
-                self.counts["refund.succeeded"] += 1
+                self.counts["refund.accepted"] += 1
             else:
                 self.counts["refund.failed_at_gateway"] += 1
             return
@@ -287,8 +288,11 @@ class Sim:
         if not self.pending:
             return
         delivery_id = self.pending.pop(0)
+        about = self.owed.get(delivery_id)
         inbox_id = await self.send(delivery_id)
         self.sent.append(delivery_id)
+        if about:  # in the inbox but not processed: its order still waits for it
+            self.lagging[about] += 1
         before = await self.snapshot()
 
         async def dies(db: Any, batch: Any) -> None:
@@ -307,6 +311,8 @@ class Sim:
             self.counts["crash.rolled_back"] += 1
             await self.check(full=True)
         await self.settle_inbox()
+        if about:
+            self.lagging[about] -= 1
         await self.mark_paid()
 
     async def snapshot(self) -> list[Any]:
@@ -445,7 +451,8 @@ class Sim:
         assert amount == total, what
         assert n_cap == 1, f"{n_cap} capture postings: {what}"
         assert n_ref == n_ok, f"{n_ref} refund postings for {n_ok} refunds: {what}"
-        assert n_pending == 0, f"a sandbox refund left pending: {what}"
+        # pending only while the gateway's refund webhook is on its way
+        assert n_pending == 0 or self.lagging[oid], f"a sandbox refund left pending: {what} {self.counts} {dict(self.lagging)}"
         assert refunded + lost <= amount, f"refunded {refunded} + lost {lost} > {amount}: {what}"
         if not self.lagging[oid]:
             # a dispute's amount is what was left when it opened: while its closing and a
@@ -557,7 +564,7 @@ async def test_every_cent_is_accounted_for(app, client, make_tenant):
     print(f"\nmoney simulation: {report}")
     counts = report["counts"]
     if ops >= 1_000:  # the mix really ran (a seed that skipped a kind would prove less)
-        for kind in ("new_order", "refund.succeeded", "concurrent_refunds", "dispute.opened",
+        for kind in ("new_order", "refund.accepted", "concurrent_refunds", "dispute.opened",
                      "dispute.won", "dispute.lost", "duplicate.resent", "duplicate.replayed",
                      "crash.rolled_back"):
             assert counts.get(kind, 0) > 0, (kind, report)
