@@ -245,7 +245,7 @@ async def test_forged_tampered_and_stale_deliveries_are_refused_by_both(fake):
     stamp = int(now.timestamp())
     cases = {
         "wrong key": signed(payload, key=b"not-the-secret", stamp=stamp, check_with_sdk=False),
-        "tampered": (lambda h, b: (h, b.replace(b"4250", b"4251")))(*signed(payload)),
+        "tampered": (signed(payload)[0], signed(payload)[1].replace(b"4250", b"4251")),
         "no signature": ({"webhook-id": "msg_1", "webhook-timestamp": str(stamp)},
                          dumps(payload)),
         "other scheme": ({**signed(payload)[0], "webhook-signature": "v2,abc"},
