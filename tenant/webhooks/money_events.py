@@ -116,14 +116,20 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     await session.flush()
     total = await refunds.succeeded_total(session, attempt.id)
     full = total >= attempt.amount
-    target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
-    if _go(order, target):
-        await move(session, order, target, actor=actor, manual=False,
-                   reason=f"refund {refund_id}")
-    money = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+    if order.payment_status == PaymentStatus.DISPUTED:
+        # sent before the dispute opened, completed while it is open: the order stays
+        # disputed; the dispute's closing settles its status from what was refunded
+        kept: dict[str, Any] = {"dispute_open": True}
+    else:
+        target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+        if _go(order, target):
+            await move(session, order, target, actor=actor, manual=False,
+                       reason=f"refund {refund_id}")
+        kept = _money_to(order, PaymentStatus.REFUNDED if full
+                         else PaymentStatus.PARTIALLY_REFUNDED)
     record(session, AuditLog, actor, "refund.succeeded", "order", order.id,
            {"refund_id": str(row.id), "provider_refund_id": refund_id, "amount": amount,
-            "refunded_total": total, **_money_to(order, money)})
+            "refunded_total": total, **kept})
     # the refund's own trail ends where the provider said it did
     record(session, AuditLog, actor, "refund.succeeded", "refund", row.id,
            {"provider_refund_id": refund_id, "amount": amount, "by": "webhook"})
@@ -217,14 +223,23 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
     kept: dict[str, Any] = {"disputes_still_open": True} if still_open is not None else {}
     if order.status == OrderStatus.DISPUTED and still_open is None:
         if not lost:
-            # back to where the money was: refunds made before the dispute still stand
+            # back to where the money is: refunds made before the dispute still stand, and
+            # so do refunds sent before it that completed while it was open
             refunded = await refunds.succeeded_total(session, attempt.id)
-            fallback = OrderStatus.PARTIALLY_REFUNDED if refunded else OrderStatus.PAID
+            if refunded >= attempt.amount:
+                fallback, money = OrderStatus.REFUNDED, PaymentStatus.REFUNDED
+            elif refunded:
+                fallback, money = OrderStatus.PARTIALLY_REFUNDED, \
+                    PaymentStatus.PARTIALLY_REFUNDED
+            else:
+                fallback, money = OrderStatus.PAID, PaymentStatus.PAID
             before = OrderStatus(row.order_status_before or fallback)
+            if refunded and before not in (OrderStatus.PARTIALLY_REFUNDED,
+                                           OrderStatus.REFUNDED):
+                before = fallback  # a refund completed during the dispute
             target = before if _go(order, before) else fallback
             await move(session, order, target, actor=actor, manual=False,
                        reason=f"dispute {dispute_id} won")
-            money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
         else:
             await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
                        reason=f"dispute {dispute_id} won, another lost"
