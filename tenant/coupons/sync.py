@@ -174,7 +174,7 @@ async def run(runtime: Runtime, tenant: TenantContext, order_id: uuid.UUID, *,
             plan = Plan(SyncAction.DELETED if attempted_delete else SyncAction.ALREADY_DELETED)
     except Exception as exc:  # noqa: BLE001 - every failure is counted and retried
         return await _failed(runtime, tenant, redemption_id, claimed["sync_attempts"], exc,
-                             utcnow())
+                             max(now, utcnow()))
     async with runtime.tenant_session(tenant.db_url) as session:
         await (await sql(session)).execute(_DONE, redemption_id, plan.action.value, utcnow())
     return Outcome(SyncStatus.DONE.value, plan.action.value)
