@@ -42,6 +42,7 @@ from tenant.disputes.controllers import DisputeController
 from tenant.entitlements.controllers import EntitlementController
 from tenant.ledger.controllers import LedgerController
 from tenant.orders.controllers import OrderController
+from tenant.outgoing.controllers import WebhookDeliveryController, WebhookEndpointController
 from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
+            WebhookEndpointController, WebhookDeliveryController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -14,4 +14,13 @@ DELIVER_SANDBOX_WEBHOOK = "deliver_sandbox_webhook"
 #: Sends one tenant notification: ``(tenant_slug, notification_id)``.
 DELIVER_NOTIFICATION = "deliver_notification"
 
-ALL = (PROCESS_WEBHOOK_EVENT, DELIVER_SANDBOX_WEBHOOK, DELIVER_NOTIFICATION)
+#: Sends one outgoing webhook delivery (an attempt) to a tenant's endpoint:
+#: ``(tenant_slug, delivery_id)``. On its own queue (:data:`QUEUES`): a slow receiver
+#: never holds up the inbox.
+DELIVER_OUTGOING_WEBHOOK = "deliver_outgoing_webhook"
+
+ALL = (PROCESS_WEBHOOK_EVENT, DELIVER_SANDBOX_WEBHOOK, DELIVER_NOTIFICATION,
+       DELIVER_OUTGOING_WEBHOOK)
+
+#: The Dramatiq queue of each actor not on the default one.
+QUEUES = {DELIVER_OUTGOING_WEBHOOK: "outgoing"}

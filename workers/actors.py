@@ -77,3 +77,28 @@ async def deliver_notification(tenant_slug: str, notification_id: str) -> None:
         status = await deliver(session, uuid.UUID(notification_id))
     if status == "failed":
         raise EventNotApplied(f"notification {notification_id} not sent yet; retrying")
+
+
+#: On its own queue (``outgoing``): a receiver that takes its 15 s never holds a message
+#: of the inbox back, and per endpoint at most a few run at once (the rest come back a
+#: moment later without waiting on a thread; :mod:`tenant.outgoing.delivery`). Retries
+#: follow the delivery rows' schedule, not Dramatiq's: Dramatiq retries only a try that
+#: could not be recorded (the database away).
+@dramatiq.actor(actor_name=names.DELIVER_OUTGOING_WEBHOOK, queue_name=names.QUEUES[
+    names.DELIVER_OUTGOING_WEBHOOK], max_retries=10, min_backoff=1_000, max_backoff=300_000,
+    time_limit=120_000)
+async def deliver_outgoing_webhook(tenant_slug: str, delivery_id: str) -> None:
+    from tenant.outgoing.delivery import deliver
+
+    target = await context.tenant(tenant_slug)
+    if target is None:
+        return
+    outcome = await deliver(context.runtime(), target, uuid.UUID(delivery_id))
+    if outcome.next_id is not None and outcome.next_at is not None:
+        delay_ms = max(0, math.ceil((outcome.next_at - utcnow()).total_seconds() * 1000))
+        try:
+            await asyncio.to_thread(deliver_outgoing_webhook.send_with_options,
+                                    args=(tenant_slug, str(outcome.next_id)), delay=delay_ms)
+        except Exception as exc:  # noqa: BLE001 - the row keeps the schedule
+            log.warning("delivery %s: next try not sent (%s); left for the sweeper",
+                        outcome.next_id, type(exc).__name__)
