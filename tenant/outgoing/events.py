@@ -202,8 +202,8 @@ async def refunds_and_orders(db: Db, refund_ids: Sequence[uuid.UUID],
         FROM refunds r WHERE r.id = ANY($4::uuid[])
         UNION ALL
         SELECT k.type, k.type || ':' || x.refund_id::text, {ORDER_JSON}
-        FROM unnest($4::uuid[], $5::uuid[], $6::bool[]) AS x(refund_id, order_id, full)
-        CROSS JOIN LATERAL (SELECT CASE WHEN x.full THEN 'order.refunded'
+        FROM unnest($4::uuid[], $5::uuid[], $6::bool[]) AS x(refund_id, order_id, is_full)
+        CROSS JOIN LATERAL (SELECT CASE WHEN x.is_full THEN 'order.refunded'
                                         ELSE 'order.partially_refunded' END AS type) k
         JOIN orders o ON o.id = x.order_id""",
                         *_order_args(), list(refund_ids), list(order_ids), list(full),
