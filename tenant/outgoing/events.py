@@ -25,11 +25,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core import actors
 from core.db import after_commit_awaited, utcnow
 from core.sql import Transaction, json_param, sql
 from core.tenancy import working_for
-from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 Db = AsyncSession | Transaction
