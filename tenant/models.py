@@ -10,6 +10,7 @@ from tenant.entitlements.models import Entitlement
 from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tenant.notifications.models import Notification
 from tenant.orders.models import Order, OrderItem, Reservation
+from tenant.outgoing.models import OutgoingDelivery, OutgoingEvent, WebhookEndpoint
 from tenant.payments.models import Payment
 from tenant.products.models import Product
 from tenant.refunds.models import Refund
@@ -30,11 +31,14 @@ __all__ = [
     "Notification",
     "Order",
     "OrderItem",
+    "OutgoingDelivery",
+    "OutgoingEvent",
     "Payment",
     "Product",
     "ProviderConfigRow",
     "Refund",
     "Reservation",
     "TenantSettingsRow",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]

@@ -33,6 +33,8 @@ from tenant.disputes.models import Dispute
 from tenant.disputes.states import DISPUTE_STATUS, DisputeStatus
 from tenant.orders.lifecycle import lock_order, move, set_payment_status
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, edge
+from tenant.outgoing import events as outgoing
+from tenant.outgoing.events import EventType
 from tenant.payments.models import Payment
 from tenant.refunds import service as refunds
 from tenant.refunds.models import Refund
@@ -161,6 +163,8 @@ async def _refund_failed(session: AsyncSession, order: Any, attempt: Payment,
         row.failure_reason = _text((event.get("data") or {}).get("failure_message")
                                    or (event.get("data") or {}).get("failure_code"), 2000)
         row.completed_at = utcnow()
+        await session.flush()
+        await outgoing.refunds(session, EventType.REFUND_FAILED, [row.id])
     record(session, AuditLog, actor, "refund.failed_at_provider", "order", order.id,
            {"provider_refund_id": refund_id,
             "refund_id": str(row.id) if row is not None else None,
