@@ -3,7 +3,7 @@ key), the events outbox written with the change that caused each event, and the 
 log (one row per attempt).
 
 Revision ID: 0012_outgoing_webhooks
-Revises: 0010_payment_indexes
+Revises: 0011_coupons
 """
 
 from collections.abc import Sequence
