@@ -174,6 +174,8 @@ class TenantEngineRegistry:
                 raise
             await tx.finish(commit=True)
         await run_after_commit_awaited(tx.info)
+        if tx.session_info is not None:
+            await run_after_commit_awaited(tx.session_info)
 
     async def forget(self, url: str) -> None:
         """Drop everything held for one database (before dropping or renaming it)."""

@@ -158,6 +158,12 @@ class Transaction:
             self._session = session
         return self._session
 
+    @property
+    def session_info(self) -> dict[str, Any] | None:
+        """The ORM session's ``info`` when one was made: what code handed the session
+        noted there (``after_commit_awaited``) is run after the commit like ``info``."""
+        return self._session.info if self._session is not None else None
+
     async def flush(self) -> None:
         if self._session is not None:
             await self._session.flush()

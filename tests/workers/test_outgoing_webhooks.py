@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 from core.embedded import free_port
 from tests.integration.test_orders_support import gateway  # noqa: F401 - fixture
 from tests.workers.helpers import open_order, post_event, sandbox_shop, success_event, wait_until
+from tests.workers.sandbox_events import event_body
 
 pytestmark = pytest.mark.asyncio
 FAST = {"PAYMESH_WEBHOOK_ALLOW_PRIVATE": "1", "PAYMESH_OUTGOING_RETRY_SCHEDULE": "1,1,1"}
@@ -188,7 +189,11 @@ async def test_paid_and_refunded_orders_are_delivered_signed(
                                    headers={**tenant.headers,
                                             "Idempotency-Key": uuid.uuid4().hex})
         assert refund.status_code == 201, refund.text
-        assert refund.json()["status"] == "succeeded", refund.text
+        sent = refund.json()
+        assert sent["status"] == "pending", refund.text  # until the gateway's webhook
+        assert await post_event(client, tenant, event_body("refund.succeeded", {
+            "id": sent["provider_refund_id"], "payment_id": o["payment_id"], "amount": 500,
+            "currency": "USD", "status": "succeeded"})) == 200
 
         async def refunded() -> bool:
             return bool(receiver.of_type("refund.succeeded")) and bool(
