@@ -7,11 +7,13 @@ framework here: workers import this module too.
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from core.caches import TtlCache  # noqa: F401  (re-exported: its old home)
 
@@ -58,6 +60,35 @@ def working_for() -> TenantContext | None:
 def work_for(tenant: TenantContext | None) -> Token[TenantContext | None]:
     """Say which tenant this task works for (reset with the token when done)."""
     return _working_for.set(tenant)
+
+
+def enqueue_after_commit(db: Any, actor: str, ids: Sequence[object]) -> bool:
+    """Send ``actor(tenant slug, id)`` for each of ``ids`` once ``db``'s transaction has
+    committed (never for a rolled-back one), when the code knows which tenant it works
+    for (:func:`working_for`). False when it does not: the rows are left for the sweeper
+    that sends what is due (as it does when the broker is away)."""
+    from core.db import after_commit_awaited
+
+    tenant = working_for()
+    if tenant is None:
+        return False
+    key = f"paymesh.enqueue:{actor}"
+    pending: list[object] | None = db.info.get(key)
+    if pending is None:
+        pending = db.info[key] = []
+        slug = tenant.slug
+
+        async def send() -> None:
+            from core.runtime import get_runtime
+
+            calls = [(slug, str(i)) for i in db.info.pop(key, pending)]
+            if not await get_runtime().enqueue_many(actor, calls):
+                logging.getLogger(__name__).warning(
+                    "%d %s messages not enqueued; left for the sweeper", len(calls), actor)
+
+        after_commit_awaited(db, send)
+    pending.extend(ids)
+    return True
 
 
 def done_working(token: Token[TenantContext | None]) -> None:

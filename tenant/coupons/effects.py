@@ -4,8 +4,9 @@ redemption, marks the provider-discount sync that is due, and posts the discount
 One statement for the batch redeems (the slot moves from ``reserved`` to
 ``times_redeemed`` on the coupon, so the cap holds throughout) and says which syncs are
 due: ``pending`` when the coupon links a provider discount and the order was paid through
-another provider, else ``not_linked``. The scheduler's ``sync_coupon_discounts`` job hands
-pending ones to the worker (:mod:`tenant.coupons.sync`). A redemption already redeemed or
+another provider, else ``not_linked``. Pending ones go to the worker once the transaction
+commits (:mod:`tenant.coupons.sync`); the scheduler's ``sync_coupon_discounts`` job sends
+any that did not get there. A redemption already redeemed or
 released is not matched: a replayed capture changes nothing, and a late payment on a
 cancelled order does not take back a slot that was given away.
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core import actors
 from core.sql import sql
+from core.tenancy import enqueue_after_commit
 from tenant.ledger import accounts
 from tenant.ledger.service import Line, Posting, post_many
 from tenant.settlement.effects import Captured, Db, Movement, effect
@@ -42,7 +45,8 @@ _REDEEM = """
                                 THEN NULL ELSE b.now END
         FROM b, coupons c
         WHERE r.order_id = b.order_id AND r.status = 'reserved' AND c.id = r.coupon_id
-        RETURNING r.coupon_id, r.order_id, b.payment_id, r.discount, r.currency, c.code
+        RETURNING r.coupon_id, r.order_id, b.payment_id, r.discount, r.currency, c.code,
+                  r.sync_status
     ),
     counted AS (
         UPDATE coupons c SET reserved = c.reserved - n.n,
@@ -50,7 +54,7 @@ _REDEEM = """
         FROM (SELECT coupon_id, count(*) AS n FROM r GROUP BY coupon_id) n
         WHERE c.id = n.coupon_id
     )
-    SELECT order_id, payment_id, discount, currency, code FROM r
+    SELECT order_id, payment_id, discount, currency, code, sync_status FROM r
 """
 
 
@@ -74,3 +78,8 @@ async def redeem(db: Db, batch: Sequence[Captured]) -> None:
     postings = [discount_posting(dict(r)) for r in rows if r["discount"] > 0]
     if postings:
         await post_many(db, postings)
+    # the syncs due go to the worker once this commits (the scheduler's job sends any the
+    # worker did not get)
+    due = [r["order_id"] for r in rows if r["sync_status"] == "pending"]
+    if due:
+        enqueue_after_commit(db, actors.SYNC_COUPON_DISCOUNT, due)

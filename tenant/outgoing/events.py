@@ -28,13 +28,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import actors
-from core.db import after_commit_awaited, utcnow
+from core.db import utcnow
 from core.sql import Transaction, json_param, sql
-from core.tenancy import working_for
+from core.tenancy import enqueue_after_commit, working_for
 
 log = logging.getLogger(__name__)
 Db = AsyncSession | Transaction
-_PENDING_KEY = "paymesh.outgoing.deliveries"
 
 
 class EventType(enum.StrEnum):
@@ -146,25 +145,7 @@ async def _write(db: Db, source: str, *args: Any, now: datetime | None = None) -
 
 def send_after_commit(db: Db, delivery_ids: list[uuid.UUID]) -> None:
     """Hand the deliveries to the workers once the transaction has committed."""
-    tenant = working_for()
-    if tenant is None:
-        return  # the scheduler's sweep sends them
-    pending = db.info.get(_PENDING_KEY)
-    if pending is None:
-        pending = db.info[_PENDING_KEY] = []
-        slug = tenant.slug
-
-        async def send() -> None:
-            from core.runtime import get_runtime
-
-            ids = db.info.pop(_PENDING_KEY, pending)
-            if not await get_runtime().enqueue_many(
-                    actors.DELIVER_OUTGOING_WEBHOOK, [(slug, str(i)) for i in ids]):
-                log.warning("%d outgoing deliveries not enqueued; left for the sweeper",
-                            len(ids))
-
-        after_commit_awaited(db, send)
-    pending.extend(delivery_ids)
+    enqueue_after_commit(db, actors.DELIVER_OUTGOING_WEBHOOK, delivery_ids)
 
 
 # ----------------------------------------------------------------------------- writers

@@ -112,6 +112,10 @@ class FakePolar:
         self.discounts: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, body)
         self.refund_status = "succeeded"  # what a new refund answers
+        #: Writes to discounts, ``(update|delete, id, max_redemptions)``, and an outage
+        #: switch for the discount endpoints (503 while set).
+        self.discount_writes: list[tuple[str, str, int | None]] = []
+        self.discounts_down = False
         self._counter = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -289,22 +293,35 @@ class FakePolar:
             "products": []})
         return discount_id
 
+    @staticmethod
+    def _unavailable() -> web.Response:
+        return web.json_response({"error": "ServiceUnavailable", "detail": "maintenance"},
+                                 status=503)
+
     async def _get_discount(self, request: web.Request) -> web.Response:
+        if self.discounts_down:
+            return self._unavailable()
         discount = self.discounts.get(request.match_info["id"])
         return web.json_response(discount) if discount else self._not_found("discount")
 
     async def _update_discount(self, request: web.Request) -> web.Response:
+        if self.discounts_down:
+            return self._unavailable()
         body = request_of(inputs.DiscountUpdate, await request.json())
         discount = self.discounts.get(request.match_info["id"])
         if discount is None:
             return self._not_found("discount")
+        self.discount_writes.append(("update", discount["id"], body.get("max_redemptions")))
         discount.update(body)
         deserialize(discount, outputs.Discount)
         return web.json_response(discount)
 
     async def _delete_discount(self, request: web.Request) -> web.Response:
+        if self.discounts_down:
+            return self._unavailable()
         if self.discounts.pop(request.match_info["id"], None) is None:
             return self._not_found("discount")
+        self.discount_writes.append(("delete", request.match_info["id"], None))
         return web.Response(status=204)
 
 
