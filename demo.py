@@ -60,6 +60,8 @@ def _prepare_environment(data_dir: Path, stoppers: list[Any]) -> list[Any]:
         os.environ["PAYMESH_MASTER_KEYS"] = key
         say(("generated a local master key in" if created else "using the local master key in")
             + f" .paymesh/{MASTER_KEY_FILE} (mode 0600); set PAYMESH_MASTER_KEYS in production")
+    # the demo's webhook endpoints may be a receiver on this machine (never in production)
+    os.environ.setdefault("PAYMESH_WEBHOOK_ALLOW_PRIVATE", "1")
     (data_dir / RUNTIME_ENV).write_text(
         "".join(f"{k}={os.environ[k]}\n" for k in ("PAYMESH_DATABASE_URL", "PAYMESH_REDIS_URL"))
     )
