@@ -32,12 +32,14 @@ from core.security import SecurityHeaders
 from core.settings import Settings, get_settings
 from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
+from owner.fx.controllers import FxRateController
 from owner.keys import service as keys
 from owner.tenants import service as tenants
 from owner.tenants.controllers import ClusterController, TenantController
 from providers.registry import close_shared_clients
 from providers.sandbox.gateway import create_gateway_router
 from tenant.audit.controllers import AuditController
+from tenant.coupons.controllers import CouponController
 from tenant.disputes.controllers import DisputeController
 from tenant.entitlements.controllers import EntitlementController
 from tenant.ledger.controllers import LedgerController
@@ -144,13 +146,14 @@ def create_app(settings: Settings | None = None) -> FastLanes:
     app = Litestar(
         route_handlers=[
             healthz, readyz, MetricsController,
-            CatalogController, TenantController, ClusterController,
+            CatalogController, TenantController, ClusterController, FxRateController,
             ProviderConfigController, AuditController,
             WebhookIngestController, WebhookEventController,
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
+            CouponController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,
