@@ -49,6 +49,7 @@ from tenant.payments.controllers import OrderPaymentController, PaymentControlle
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
 from tenant.refunds.controllers import OrderRefundController, RefundController
+from tenant.reports.controllers import ReportController
 from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import (
     WebhookEventController,
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
-            CouponController,
+            CouponController, ReportController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

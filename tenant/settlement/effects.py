@@ -125,6 +125,7 @@ EFFECT_MODULES: tuple[str, ...] = (
     "tenant.notifications.effects",
     "tenant.entitlements.effects",
     "tenant.coupons.effects",
+    "tenant.reports.effects",
 )
 
 _EFFECTS: dict[Movement, list[tuple[int, int, Effect]]] = {m: [] for m in Movement}
