@@ -9,9 +9,9 @@ from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.metrics import REPORT_DURATION
+from core.period import Period
 from core.sql import sql
 from tenant.reports import metrics, revenue
-from tenant.reports.period import Period
 from tenant.reports.revenue import GroupBy, OperatingCosts, Source, choice
 from tenant.reports.schemas import MetricsReport, RevenueReport
 from tenant.settings import service as settings

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from core.period import Period
 from core.sql import Sql
-from tenant.reports.period import Period
 from tenant.reports.schemas import MetricsReport, ReservationStats, WebhookStats
 
 _METRICS = """

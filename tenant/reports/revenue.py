@@ -18,18 +18,17 @@ group, so agreeing native sums give equal reports.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
 from core.errors import ValidationError
-from core.fx import Quote, apply
-from core.money import normalize_currency, plain_decimal, round_minor
+from core.money import normalize_currency, round_minor
+from core.period import Period, prorate_monthly
 from core.sql import Sql
-from owner import fx
-from tenant.reports.period import Period, prorate_monthly
-from tenant.reports.schemas import FxUsed, RevenueGroup, RevenueReport, RevenueTotals
+from owner.fx.batch import Converter
+from tenant.reports.schemas import RevenueGroup, RevenueReport, RevenueTotals
 
 
 class GroupBy(StrEnum):
@@ -174,26 +173,6 @@ async def from_ledger(db: Sql, period: Period, group_by: GroupBy) -> Grouped:
     rows = await db.fetch(_LEDGER_SQL.format(key=_LEDGER_KEY[group_by]),
                           period.start, period.end)
     return {(r["currency"], r["key"]): _sums(dict(r)) for r in rows}
-
-
-@dataclass
-class Converter:
-    """Converts with one quote per currency, looked up once per report."""
-
-    target: str
-    quotes: dict[str, Quote] = field(default_factory=dict)
-
-    async def load(self, currencies: set[str]) -> None:
-        for currency in sorted(currencies | {self.target}):
-            if currency not in self.quotes:
-                self.quotes[currency] = await fx.quote(currency)
-
-    def __call__(self, amount: int, currency: str) -> int:
-        return apply(amount, self.quotes[currency], self.quotes[self.target]).amount
-
-    def used(self) -> list[FxUsed]:
-        return [FxUsed(currency=c, rate=str(plain_decimal(q.rate)), source=q.source.value)
-                for c, q in sorted(self.quotes.items())]
 
 
 def convert_groups(grouped: Grouped, convert: Converter) -> dict[str, Sums]:

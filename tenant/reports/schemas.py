@@ -4,6 +4,8 @@ from datetime import datetime
 
 import msgspec
 
+from owner.fx.batch import FxUsed
+
 
 class RevenueTotals(msgspec.Struct, kw_only=True):
     """Amounts in minor units of the report's currency (``net`` = gross − refunds −
@@ -33,14 +35,6 @@ class RevenueGroup(msgspec.Struct, kw_only=True):
     refunds: int
     net: int
     orders: int
-
-
-class FxUsed(msgspec.Struct, kw_only=True):
-    """A rate the report used: units of ``currency`` per 1 USD, and the layer it came from."""
-
-    currency: str
-    rate: str
-    source: str
 
 
 class RevenueReport(msgspec.Struct, kw_only=True):

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tenant.reports.period import Period, prorate_monthly
+from core.money import CURRENCIES
+from core.period import Period, prorate_monthly
 from tests.integration.test_orders_support import (
     assert_error,
     configure,
@@ -17,7 +18,7 @@ from tests.integration.test_orders_support import (
     order,
 )
 from tests.integration.test_refunds_api import confirm, paid_order, refund
-from tests.reports_check import assert_reports_agree
+from tests.reports_check import assert_reports_agree, rates_for
 from tests.workers.helpers import sandbox_shop
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("gateway")]
@@ -201,3 +202,35 @@ def test_operating_costs_are_prorated_by_calendar_month():
         2026, 1, 1, 8, tzinfo=UTC)
     assert timedelta(days=30) == Period.parse(None, "2026-03-01").end - Period.parse(
         None, "2026-03-01").start
+
+
+async def test_the_platform_report_spans_tenants_normalized(client, make_tenant, owner_headers):
+    one = await sandbox_shop(client, make_tenant, "platone")
+    two = await sandbox_shop(client, make_tenant, "plattwo")
+    paid_one, _ = await paid_order(client, one)
+    paid_two, _ = await paid_order(client, two)
+    paid_three, _ = await paid_order(client, two)
+    await order(client, two)  # unpaid
+    # the session's other tenants may sell in any currency: each needs a rate
+    async with rates_for(sorted(CURRENCIES - {"USD"})):
+        answer = await client.get("/v1/owner/reports/platform", headers=owner_headers,
+                                  params={"currency": "USD"})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    mine = {t["slug"]: t for t in report["tenants"] if t["slug"] in (one.slug, two.slug)}
+    assert mine == {
+        one.slug: {"slug": one.slug, "orders": 1, "gross": paid_one["total"],
+                   "application_fees": 0},
+        two.slug: {"slug": two.slug, "orders": 2,
+                   "gross": paid_two["total"] + paid_three["total"], "application_fees": 0}}
+    assert report["totals"]["orders"] == sum(t["orders"] for t in report["tenants"])
+    assert report["totals"]["gross"] == sum(t["gross"] for t in report["tenants"])
+    # a tenant key cannot read it; bad input is a 400
+    assert (await client.get("/v1/owner/reports/platform", headers=one.headers)
+            ).status_code in (401, 403)
+    for params, param in (({"currency": "ZZZ"}, "currency"),
+                          ({"from": "2026-02-01", "to": "2026-01-01"}, "from")):
+        error = assert_error(await client.get("/v1/owner/reports/platform",
+                                              headers=owner_headers, params=params),
+                             400, "validation_error")
+        assert error["param"] == param
