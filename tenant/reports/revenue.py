@@ -118,7 +118,7 @@ _LEDGER_SQL = f"""
                    AS provider_fees,
                sum(CASE WHEN a.code = 'platform_fees' THEN e.debit - e.credit ELSE 0 END)
                    AS platform_fees,
-               sum(CASE WHEN a.code = 'commissions_payable' THEN e.credit - e.debit ELSE 0 END)
+               sum(CASE WHEN a.code = 'commissions' THEN e.debit - e.credit ELSE 0 END)
                    AS commissions,
                sum(CASE WHEN t.kind IN {_CAPTURES} AND a.code = 'tax_payable'
                         THEN e.credit - e.debit ELSE 0 END) AS tax
@@ -163,9 +163,12 @@ async def add_commissions(db: Sql, period: Period, group_by: GroupBy,
     (what is still owed or paid on the period's orders: ``amount`` of commissions not
     ``cancelled``, per order currency and key) to ``grouped[(currency, key)].commissions``.
     No commission exists before that branch lands (no table, no ledger posting), so the
-    figure is truly zero until then; the ledger source already reads
-    ``commissions_payable`` and the agreement check will fail loudly if this is left
-    unwired once commissions are posted."""
+    figure is truly zero until then. The ledger source already reads the ``commissions``
+    expense account (created: debit; reduced or cancelled: credit; paid out only moves
+    ``commissions_payable``), so the agreement check fails loudly if this is left unwired
+    once commissions are posted. Wiring: ``SELECT o.currency, <key>, sum(c.amount) FROM
+    commissions c JOIN orders o ON o.id = c.order_id WHERE c.status <> 'cancelled' AND
+    o.paid_at in the period GROUP BY 1, 2``."""
     return
 
 
