@@ -23,8 +23,8 @@ from core.http import EXCEPTION_HANDLERS
 from core.jsonbody import JsonRequest
 from core.lanes import FastLanes
 from core.memory import collect_frozen, freeze_long_lived
-from core.openapi import document_errors
 from core.middleware import HttpMetricsMiddleware, TenancyMiddleware
+from core.openapi import document_errors
 from core.ratelimit import SharedCounter
 from core.redis import close_redis, get_redis
 from core.runtime import Runtime, set_runtime
@@ -34,6 +34,7 @@ from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
 from owner.fx.controllers import FxRateController
 from owner.keys import service as keys
+from owner.reports.controllers import PlatformReportController
 from owner.tenants import service as tenants
 from owner.tenants.controllers import ClusterController, TenantController
 from providers.registry import close_shared_clients
@@ -50,6 +51,7 @@ from tenant.payments.controllers import OrderPaymentController, PaymentControlle
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
 from tenant.refunds.controllers import OrderRefundController, RefundController
+from tenant.reports.controllers import ReportController
 from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import (
     WebhookEventController,
@@ -148,13 +150,14 @@ def create_app(settings: Settings | None = None) -> FastLanes:
         route_handlers=[
             healthz, readyz, MetricsController,
             CatalogController, TenantController, ClusterController, FxRateController,
+            PlatformReportController,
             ProviderConfigController, AuditController,
             WebhookIngestController, WebhookEventController,
             create_gateway_router(sandbox_dispatch),
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
-            CouponController,
+            CouponController, ReportController,
             WebhookEndpointController, WebhookDeliveryController,
             docs_ui.assets_router(),
         ],

@@ -34,9 +34,7 @@ if TYPE_CHECKING:
 #: Rows the spec asks for that later work will implement (name → (source, what it measures)).
 #: References they will use: ``ctx.values["ref.litestar"]`` (LoadResult of the plain Litestar
 #: JSON POST) and ``ctx.values["ref.pgbench"]`` (``{"select_only_tps", "simple_update_tps"}``).
-PLANNED: dict[str, tuple[str, str]] = {
-    "revenue_report": ("spec §5", "revenue report over 1,000,000 orders"),
-}
+PLANNED: dict[str, tuple[str, str]] = {}
 
 
 @dataclass(frozen=True)

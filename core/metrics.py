@@ -55,3 +55,7 @@ HTTP_DURATION = Histogram(
 HTTP_IN_PROGRESS = Gauge(
     "paymesh_requests_in_progress", "HTTP requests being served",
     ["method", "path", "app_name"], multiprocess_mode="livesum")
+REPORT_DURATION = Histogram(
+    "paymesh_report_duration_seconds", "Building a report (queries, FX, conversion)",
+    ["report", "source"],  # revenue|metrics|platform ; orders|ledger|-
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))

@@ -6,8 +6,19 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric
-from sqlalchemy import SmallInteger, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,6 +77,13 @@ class Order(IdMixin, TimestampMixin, TenantBase):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The sum of the order's succeeded refunds (kept by :mod:`tenant.orders.effects`).
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The provider whose capture paid the order and that capture's fee (kept at
+    #: capture, so the revenue report reads one table; migration 0014).
+    paid_provider: Mapped[str | None] = mapped_column(String(32))
+    provider_fee: Mapped[int | None] = mapped_column(BigInteger)
+    #: What lost disputes cost the order: amounts and dispute fees (kept by
+    #: :mod:`tenant.reports.effects`, like ``amount_refunded``).
+    dispute_losses: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status_reason: Mapped[str | None] = mapped_column(String(REASON_LEN))
 
@@ -80,8 +98,15 @@ class Order(IdMixin, TimestampMixin, TenantBase):
         CheckConstraint("subtotal >= 0 AND discount >= 0 AND tax >= 0 AND discount <= subtotal",
                         name="amounts_nonneg"),
         CheckConstraint("total = subtotal - discount + tax", name="total_adds_up"),
+        CheckConstraint("dispute_losses >= 0 AND (provider_fee IS NULL OR provider_fee >= 0)",
+                        name="report_amounts_nonneg"),
         Index("ix_orders_created_at", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        #: The revenue report's one scan (``tenant/reports/revenue.py``).
+        Index("ix_orders_paid_report", "paid_at",
+              postgresql_include=["currency", "paid_provider", "total", "discount", "tax",
+                                  "amount_refunded", "provider_fee", "dispute_losses"],
+              postgresql_where=text("paid_at IS NOT NULL")),
     )
 
 

@@ -18,10 +18,14 @@ _PENDING_FROM = PAYMENT_STATUS.sources_sql(PaymentStatus.PENDING)
 
 def pay(rows: str, now: str) -> str:
     """Orders paid by a capture: ``rows`` (a CTE with ``order_id, status, status_reason,
-    paid_at, flags``) gives each order its checked lifecycle values; ``payment_status``
-    becomes ``paid`` where the table allows. Returns the ids of the orders written."""
+    paid_at, flags, attempt_id, fee_amount``) gives each order its checked lifecycle values;
+    ``payment_status`` becomes ``paid`` where the table allows. The order keeps the paying
+    provider and its fee for the revenue report. Returns the ids of the orders written."""
     return f"""UPDATE orders o SET status = {rows}.status, status_reason = {rows}.status_reason,
                         paid_at = {rows}.paid_at, payment_status = 'paid',
+                        paid_provider = (SELECT p.provider FROM payments p
+                                         WHERE p.id = {rows}.attempt_id),
+                        provider_fee = {rows}.fee_amount,
                         flags = CAST({rows}.flags AS jsonb), updated_at = {now}
     FROM {rows}
     WHERE o.id = {rows}.order_id AND o.payment_status = ANY({_PAYABLE_FROM})

@@ -4,7 +4,17 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, Numeric, SmallInteger, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Integer,
+    Numeric,
+    SmallInteger,
+    String,
+    Uuid,
+    func,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import TenantBase, utcnow
@@ -25,6 +35,11 @@ class TenantSettingsRow(TenantBase):
         Integer, default=DEFAULT_UNPAID_AUTO_CANCEL_HOURS)
     #: Percent (``8.25`` = 8.25 %), applied to the discounted subtotal.
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(7, 4), default=Decimal(0))
+    #: Operating costs for the revenue report: an amount per calendar month (minor units
+    #: of ``operating_costs_currency``), prorated over a report's period.
+    operating_costs_monthly: Mapped[int] = mapped_column(BigInteger, default=0,
+                                                         server_default="0")
+    operating_costs_currency: Mapped[str | None] = mapped_column(String(3))
     updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now(), onupdate=utcnow)
@@ -34,4 +49,6 @@ class TenantSettingsRow(TenantBase):
         CheckConstraint("reservation_ttl_minutes BETWEEN 1 AND 10080", name="ttl_range"),
         CheckConstraint("unpaid_auto_cancel_hours BETWEEN 1 AND 8760", name="cancel_range"),
         CheckConstraint("tax_rate >= 0 AND tax_rate < 100", name="tax_rate_range"),
+        CheckConstraint("operating_costs_monthly >= 0 AND (operating_costs_monthly = 0 "
+                        "OR operating_costs_currency IS NOT NULL)", name="operating_costs"),
     )

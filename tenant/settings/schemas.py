@@ -19,6 +19,10 @@ class SettingsOut(msgspec.Struct, kw_only=True):
     unpaid_auto_cancel_hours: int
     #: Percent as a decimal string (``"8.25"``).
     tax_rate: TaxRate
+    #: Operating costs per calendar month (minor units of ``operating_costs_currency``),
+    #: prorated over a revenue report's period and taken off its ``net``.
+    operating_costs_monthly: int = 0
+    operating_costs_currency: str | None = None
     updated_at: datetime | None
 
 
@@ -28,3 +32,5 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reservation_ttl_minutes: int | msgspec.UnsetType = msgspec.UNSET
     unpaid_auto_cancel_hours: int | msgspec.UnsetType = msgspec.UNSET
     tax_rate: TaxRate | msgspec.UnsetType = msgspec.UNSET
+    operating_costs_monthly: int | msgspec.UnsetType = msgspec.UNSET
+    operating_costs_currency: str | None | msgspec.UnsetType = msgspec.UNSET

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
 from core.errors import ValidationError
-from core.money import plain_decimal
+from core.money import normalize_currency, plain_decimal
 from tenant.audit.models import AuditLog
 from tenant.settings.models import (
     DEFAULT_RESERVATION_TTL_MINUTES,
@@ -24,18 +24,26 @@ from tenant.settings.models import (
 )
 from tenant.settings.schemas import SettingsOut, SettingsPatch
 
+#: The largest monthly operating cost accepted (minor units; far below BIGINT).
+MAX_OPERATING_COSTS = 10**15
+
 
 @dataclass(frozen=True)
 class TenantSettings:
     reservation_ttl_minutes: int = DEFAULT_RESERVATION_TTL_MINUTES
     unpaid_auto_cancel_hours: int = DEFAULT_UNPAID_AUTO_CANCEL_HOURS
     tax_rate: Decimal = Decimal(0)
+    operating_costs_monthly: int = 0
+    operating_costs_currency: str | None = None
     updated_at: datetime | None = None
 
     def out(self) -> SettingsOut:
         return SettingsOut(reservation_ttl_minutes=self.reservation_ttl_minutes,
                            unpaid_auto_cancel_hours=self.unpaid_auto_cancel_hours,
-                           tax_rate=plain_decimal(self.tax_rate), updated_at=self.updated_at)
+                           tax_rate=plain_decimal(self.tax_rate),
+                           operating_costs_monthly=self.operating_costs_monthly,
+                           operating_costs_currency=self.operating_costs_currency,
+                           updated_at=self.updated_at)
 
 
 def _of(row: TenantSettingsRow | None) -> TenantSettings:
@@ -43,7 +51,10 @@ def _of(row: TenantSettingsRow | None) -> TenantSettings:
         return TenantSettings()
     return TenantSettings(reservation_ttl_minutes=row.reservation_ttl_minutes,
                           unpaid_auto_cancel_hours=row.unpaid_auto_cancel_hours,
-                          tax_rate=Decimal(row.tax_rate), updated_at=row.updated_at)
+                          tax_rate=Decimal(row.tax_rate),
+                          operating_costs_monthly=row.operating_costs_monthly or 0,
+                          operating_costs_currency=row.operating_costs_currency,
+                          updated_at=row.updated_at)
 
 
 async def load(session: AsyncSession) -> TenantSettings:
@@ -69,6 +80,14 @@ def _check(patch: SettingsPatch) -> None:
         if not ok:
             raise ValidationError("tax_rate is a percent in [0, 100) with at most 4 decimals",
                                   param="tax_rate")
+    costs = patch.operating_costs_monthly
+    if costs is not msgspec.UNSET and not 0 <= costs <= MAX_OPERATING_COSTS:
+        raise ValidationError("operating_costs_monthly is minor units per month, from 0 up to "
+                              f"{MAX_OPERATING_COSTS}", param="operating_costs_monthly")
+    code = patch.operating_costs_currency
+    if isinstance(code, str):
+        patch.operating_costs_currency = normalize_currency(
+            code, param="operating_costs_currency")
 
 
 async def update(session: AsyncSession, patch: SettingsPatch, actor: Actor) -> TenantSettings:
@@ -82,6 +101,9 @@ async def update(session: AsyncSession, patch: SettingsPatch, actor: Actor) -> T
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
     for name, value in changes.items():
         setattr(row, name, value)
+    if (row.operating_costs_monthly or 0) > 0 and row.operating_costs_currency is None:
+        raise ValidationError("operating_costs_monthly needs operating_costs_currency",
+                              param="operating_costs_currency")
     row.updated_by = actor.key_id
     await session.flush()
     await session.refresh(row)

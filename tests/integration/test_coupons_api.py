@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from core.db import utcnow
 from tests.integration.test_orders_support import assert_error, balances, get_order, tenant_db
+from tests.reports_check import assert_reports_agree
 
 pytestmark = pytest.mark.asyncio
 
@@ -209,3 +210,6 @@ async def test_paid_redeems_posts_the_discount_and_a_refund_keeps_it(client, mak
     # a cancel after payment is refused by the order table; nothing is released either
     assert (await client.post(f"/v1/orders/{second['id']}/cancel",
                               headers=tenant.headers)).status_code == 409
+    report = await assert_reports_agree(client, tenant)
+    assert (report["totals"]["gross"], report["totals"]["discounts"],
+            report["totals"]["refunds"]) == (1500 + 1900, 600, 1900)

@@ -23,6 +23,7 @@ from tests.integration.test_orders_support import (
     succeed,
     tenant_db,
 )
+from tests.reports_check import assert_reports_agree
 from tests.workers.helpers import ledger_for, sandbox_shop
 from tests.workers.sandbox_events import SANDBOX_KEY, event_body
 from tests.workers.test_payment_states import _apply
@@ -168,6 +169,8 @@ async def test_partial_refunds_up_to_the_capture_then_nothing_left(client, make_
                                             f"refund_receipt:{done['id']}")]
     assert await trail(client, tenant, one["id"]) == [
         "refund.created", "refund.sent", "refund.succeeded"]
+    report = await assert_reports_agree(client, tenant)
+    assert (report["totals"]["gross"], report["totals"]["refunds"]) == (total, total)
 
 
 async def test_concurrent_refunds_never_add_up_past_the_capture(client, make_tenant):
@@ -273,6 +276,8 @@ async def test_cash_refund_is_manual_until_marked_refunded(client, make_tenant):
         "refund.created", "refund.marked_refunded", "refund.succeeded"]
     assert await receipts(tenant.slug) == [("refund_receipt",
                                             f"refund_receipt:{manual['id']}")]
+    report = await assert_reports_agree(client, tenant)
+    assert [(g["key"], g["refunds"]) for g in report["groups"]] == [("USD", made["total"])]
 
 
 async def test_a_provider_refund_cannot_be_marked_refunded(client, make_tenant):

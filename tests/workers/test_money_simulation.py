@@ -44,6 +44,7 @@ from tests.integration.test_orders_support import (
     gateway,  # noqa: F401 - fixture
     tenant_db,
 )
+from tests.reports_check import assert_reports_agree
 from tests.workers.helpers import sandbox_shop
 from tests.workers.sandbox_events import SANDBOX_KEY
 
@@ -552,6 +553,8 @@ async def run_simulation(app: Any, client: Any, make_tenant: Any, ops: int, seed
         await sim.op_deliver()
     totals = await sim.check(full=True)
     await sim.check_gateway()
+    # the revenue report's two sources (orders, ledger) agree to the cent
+    await assert_reports_agree(client, tenant)
     return {"seed": seed, "ops": ops, "seconds": round(time.monotonic() - started, 1),
             "counts": dict(sim.counts), "totals": totals}
 
@@ -622,6 +625,8 @@ async def test_interleaved_disputes_keep_the_order_disputed_until_the_last_close
                                                        4_000, "won")) == "processed"
     state = await order(client, tenant, o["order_id"])
     assert (state["status"], state["payment_status"]) == ("refunded", "refunded")
+    report = await assert_reports_agree(client, tenant)
+    assert (report["totals"]["refunds"], report["totals"]["disputes_lost"]) == (2_000, 4_000)
 
 
 async def test_a_refund_completing_during_a_dispute_keeps_the_order_disputed(
@@ -647,3 +652,4 @@ async def test_a_refund_completing_during_a_dispute_keeps_the_order_disputed(
     state = await order(client, tenant, o["order_id"])
     assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
         "partially_refunded", "partially_refunded", 2_000)
+    await assert_reports_agree(client, tenant)

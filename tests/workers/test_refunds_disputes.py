@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tenant.settlement.effects import Captured, Movement, effect, unregister
+from tests.reports_check import assert_reports_agree
 from tests.workers.helpers import ledger_for, open_order, order, sandbox_shop, success_event
 from tests.workers.sandbox_events import event_body
 from tests.workers.test_batching import _deliver, _inbox, _process
@@ -67,6 +68,8 @@ async def test_a_provider_refund_is_a_row_once(client, make_tenant):
     assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
         "refunded", "refunded", 5_000)
     assert len(await _list(client, tenant, "refunds", order_id=o["order_id"])) == 2
+    report = await assert_reports_agree(client, tenant)
+    assert (report["totals"]["gross"], report["totals"]["refunds"]) == (5_000, 5_000)
 
 
 async def test_a_dispute_opens_then_closes(client, make_tenant):
@@ -100,6 +103,8 @@ async def test_a_dispute_opens_then_closes(client, make_tenant):
     assert kinds == ["dispute.opened", "dispute.won", "payment.captured"]
     kinds = sorted(t["kind"] for t in await ledger_for(client, tenant, lost["order_id"]))
     assert kinds == ["dispute.lost", "dispute.opened", "payment.captured"]
+    report = await assert_reports_agree(client, tenant)
+    assert (report["totals"]["gross"], report["totals"]["disputes_lost"]) == (8_000, 4_000)
 
 
 async def test_a_registered_capture_effect_runs_once_per_batch(client, make_tenant):

@@ -1,0 +1,1 @@
+"""The owner's platform report (O7): every tenant's paid volume, normalized."""

@@ -1,0 +1,28 @@
+"""The report's settlement effect: a lost dispute adds its amount and the provider's
+dispute fee to the order's ``dispute_losses`` (beside ``amount_refunded``), so the revenue
+report reads one table. A dispute is lost once (its status is final), like a refund
+succeeds once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.sql import columns, sql
+from tenant.orders.models import Order
+from tenant.settlement.effects import Db, Disputed, Movement, effect, sync_loaded
+
+_LOST = """
+    UPDATE orders o SET dispute_losses = o.dispute_losses + l.amount
+    FROM (SELECT order_id, SUM(amount) AS amount
+          FROM unnest($1::uuid[], $2::bigint[]) AS l(order_id, amount) GROUP BY order_id) l
+    WHERE o.id = l.order_id
+    RETURNING o.id, o.dispute_losses
+"""
+
+
+@effect(Movement.DISPUTE_LOST, order=20)
+async def add_dispute_losses(db: Db, batch: Sequence[Disputed]) -> None:
+    rows = await (await sql(db)).fetch(_LOST, *columns((d.order_id, d.amount + (d.fee or 0))
+                                                       for d in batch))
+    for row in rows:
+        sync_loaded(db, Order, row["id"], {"dispute_losses": row["dispute_losses"]})
