@@ -38,6 +38,7 @@ from owner.tenants.controllers import ClusterController, TenantController
 from providers.registry import close_shared_clients
 from providers.sandbox.gateway import create_gateway_router
 from tenant.audit.controllers import AuditController
+from tenant.coupons.controllers import CouponController
 from tenant.disputes.controllers import DisputeController
 from tenant.entitlements.controllers import EntitlementController
 from tenant.ledger.controllers import LedgerController
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
+            CouponController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -203,6 +203,46 @@ def webhooks_replay(tenant_slug: str, status: str, event_ids: tuple[str, ...]) -
     click.echo(f"replayed {run_async(_with_runtime, body)} event(s)")
 
 
+@cli.group()
+def coupons() -> None:
+    """Coupons and the sync of their provider-side discounts."""
+
+
+@coupons.command("resync")
+@click.option("--tenant", "tenant_slug", required=True)
+@click.option("--coupon", "coupon_id", default=None, help="Only this coupon's redemptions.")
+@click.option("--order", "order_ids", multiple=True, help="Only these orders' redemptions.")
+def coupons_resync(tenant_slug: str, coupon_id: str | None, order_ids: tuple[str, ...]) -> None:
+    """Replay failed provider-discount syncs (fresh tries; the recorded intent keeps a
+    replay from lowering the provider's cap twice)."""
+    import uuid as _uuid
+
+    from core.audit import Actor
+    from owner.tenants.service import lookup
+    from tenant.coupons.sync import replay
+
+    try:
+        coupon = _uuid.UUID(coupon_id) if coupon_id else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not a coupon id: {exc}", param_hint="--coupon") from exc
+    try:
+        orders = [_uuid.UUID(o) for o in order_ids] or None
+    except ValueError as exc:
+        raise click.BadParameter(f"not an order id: {exc}", param_hint="--order") from exc
+
+    async def body(runtime: Any) -> tuple[int, bool]:
+        tenant = await lookup(runtime, slug=tenant_slug)
+        if tenant is None:
+            raise click.ClickException(f"tenant '{tenant_slug}' not found or suspended")
+        ids, queued = await replay(runtime, tenant, Actor.system("cli"), coupon_id=coupon,
+                                   order_ids=orders)
+        return len(ids), queued
+
+    count, queued = run_async(_with_runtime, body)
+    note = "" if queued or not count else " (broker unreachable: the scheduler will send them)"
+    click.echo(f"replayed {count} coupon sync(s){note}")
+
+
 # ----------------------------------------------------------------------------- database
 
 

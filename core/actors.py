@@ -14,4 +14,8 @@ DELIVER_SANDBOX_WEBHOOK = "deliver_sandbox_webhook"
 #: Sends one tenant notification: ``(tenant_slug, notification_id)``.
 DELIVER_NOTIFICATION = "deliver_notification"
 
-ALL = (PROCESS_WEBHOOK_EVENT, DELIVER_SANDBOX_WEBHOOK, DELIVER_NOTIFICATION)
+#: Syncs a coupon's provider-side discount for one paid order: ``(tenant_slug, order_id)``.
+SYNC_COUPON_DISCOUNT = "sync_coupon_discount"
+
+ALL = (PROCESS_WEBHOOK_EVENT, DELIVER_SANDBOX_WEBHOOK, DELIVER_NOTIFICATION,
+       SYNC_COUPON_DISCOUNT)

@@ -60,6 +60,10 @@ class Settings:
     webhook_max_attempts: int = 16
     #: Wait after an event's first failed try, doubled after each next one (at most 1 h).
     webhook_retry_base_ms: int = 1_000
+    #: Tries of a coupon's provider-discount sync before it is ``failed`` (replayable).
+    coupon_sync_max_attempts: int = 8
+    #: Wait after a sync's first failed try, doubled after each next one (2 s, 4 s, 8 s …).
+    coupon_sync_retry_base_ms: int = 2_000
     #: ``smtp://user:pass@host:port``: notifications go by SMTP (else to the log).
     smtp_url: str | None = None
     log_level: str = "INFO"
@@ -122,6 +126,8 @@ def get_settings() -> Settings:
         sweep_stuck_after_seconds=_int("PAYMESH_SWEEP_STUCK_AFTER_SECONDS", 60),
         webhook_max_attempts=max(1, _int("PAYMESH_WEBHOOK_MAX_ATTEMPTS", 16)),
         webhook_retry_base_ms=max(1, _int("PAYMESH_WEBHOOK_RETRY_BASE_MS", 1_000)),
+        coupon_sync_max_attempts=max(1, _int("PAYMESH_COUPON_SYNC_MAX_ATTEMPTS", 8)),
+        coupon_sync_retry_base_ms=max(1, _int("PAYMESH_COUPON_SYNC_RETRY_BASE_MS", 2_000)),
         smtp_url=_env("PAYMESH_SMTP_URL"),
         log_level=_env("PAYMESH_LOG_LEVEL", "INFO") or "INFO",
         trusted_proxies=tuple(p.strip() for p in (_env("PAYMESH_TRUSTED_PROXIES", "") or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.idempotency import IdempotencyRecord
 from tenant.audit.models import AuditLog
+from tenant.coupons.models import Coupon, CouponRedemption
 from tenant.disputes.models import Dispute
 from tenant.entitlements.models import Entitlement
 from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -18,6 +19,8 @@ from tenant.webhooks.models import WebhookEvent
 
 __all__ = [
     "AuditLog",
+    "Coupon",
+    "CouponRedemption",
     "Dispute",
     "Entitlement",
     "IdempotencyRecord",

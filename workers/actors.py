@@ -77,3 +77,26 @@ async def deliver_notification(tenant_slug: str, notification_id: str) -> None:
         status = await deliver(session, uuid.UUID(notification_id))
     if status == "failed":
         raise EventNotApplied(f"notification {notification_id} not sent yet; retrying")
+
+
+#: A try's failure is recorded on the redemption (attempts, last error, next try), whose
+#: schedule — not Dramatiq's — sends the next one (``PAYMESH_COUPON_SYNC_RETRY_BASE_MS``:
+#: 2 s, 4 s, 8 s …); the sweeper sends a lost one. Dramatiq retries only when the try
+#: could not even be recorded (database or broker down).
+@dramatiq.actor(actor_name=names.SYNC_COUPON_DISCOUNT, max_retries=8, min_backoff=1_000,
+                max_backoff=600_000, time_limit=120_000)
+async def sync_coupon_discount(tenant_slug: str, order_id: str) -> None:
+    from tenant.coupons.sync import run
+
+    target = await context.tenant(tenant_slug)
+    if target is None:
+        return
+    outcome = await run(context.runtime(), target, uuid.UUID(order_id))
+    if outcome.retry_at is not None:
+        delay_ms = max(0, math.ceil((outcome.retry_at - utcnow()).total_seconds() * 1000))
+        try:
+            await asyncio.to_thread(sync_coupon_discount.send_with_options,
+                                    args=(tenant_slug, order_id), delay=delay_ms)
+        except Exception as exc:  # noqa: BLE001 - the row keeps the schedule
+            log.warning("coupon sync %s: next try not sent (%s); left for the sweeper",
+                        order_id, type(exc).__name__)

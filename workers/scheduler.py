@@ -86,6 +86,20 @@ async def cancel_unpaid(runtime: Runtime, tenant: TenantContext) -> int:
         return int(await cancel_unpaid_orders(session, utcnow()) or 0)
 
 
+async def sync_coupon_discounts(runtime: Runtime, tenant: TenantContext) -> int:
+    """Send the provider-discount syncs that are due (new, retries whose time has come,
+    tries that died holding their redemption)."""
+    from tenant.coupons.sync import due
+
+    async with runtime.tenant_session(tenant.db_url) as session:
+        ids = await due(session, utcnow())
+    if not ids:
+        return 0
+    sent = await runtime.enqueue_many(actors.SYNC_COUPON_DISCOUNT,
+                                      [(tenant.slug, str(i)) for i in ids])
+    return len(ids) if sent else 0
+
+
 async def purge_idempotency_keys(runtime: Runtime, tenant: TenantContext) -> int:
     """Idempotency keys are kept at least 24 h; older ones go."""
     from core.idempotency import purge_expired
@@ -115,6 +129,7 @@ JOBS: tuple[Job, ...] = (
     Job("sweep_inbox", 60, sweep_inbox),
     Job("deliver_notifications", 60, deliver_notifications),
     Job("expire_reservations", 60, expire_reservations),
+    Job("sync_coupon_discounts", 10, sync_coupon_discounts),
     Job("cancel_unpaid_orders", 3600, cancel_unpaid),
     Job("reconcile", 900, reconcile),
     Job("purge_idempotency_keys", 3600, purge_idempotency_keys),

@@ -12,6 +12,8 @@ CUSTOMER_RECEIVABLE = "customer_receivable"
 REVENUE = "revenue"
 PROVIDER_FEES = "provider_fees"
 REFUNDS = "refunds"
+#: Discounts given (coupons): contra-revenue beside the gross revenue.
+DISCOUNTS = "discounts"
 DISPUTES = "disputes"
 DISPUTE_LOSSES = "dispute_losses"
 PLATFORM_FEES = "platform_fees"
@@ -25,6 +27,7 @@ CHART: dict[str, tuple[str, AccountType]] = {
     REVENUE: ("Revenue", AccountType.REVENUE),
     PROVIDER_FEES: ("Provider fees", AccountType.EXPENSE),
     REFUNDS: ("Refunds", AccountType.CONTRA_REVENUE),
+    DISCOUNTS: ("Discounts", AccountType.CONTRA_REVENUE),
     DISPUTES: ("Disputes and chargebacks", AccountType.EXPENSE),
     DISPUTE_LOSSES: ("Lost disputes and dispute fees", AccountType.EXPENSE),
     PLATFORM_FEES: ("Platform fees", AccountType.EXPENSE),

@@ -21,6 +21,7 @@ from core.audit import Actor, audit_row
 from core.db import utcnow
 from core.errors import NotFound
 from tenant.audit.models import AuditLog
+from tenant.coupons import service as coupons
 from tenant.orders import reservations
 from tenant.orders.models import Order
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, check
@@ -81,6 +82,8 @@ async def move(session: AsyncSession, order: Order, target: OrderStatus, *, acto
             set_payment_status(order, PaymentStatus.NOT_PAID)
     if target is OrderStatus.CANCELLED:
         order.cancelled_at = now
+        # the coupon before the stock: the order every path takes these locks in
+        await coupons.release(session, order.id, now)
         await reservations.release(session, order.id, now)
         # a checkout still open at the provider can no longer pay this order normally;
         # a late success is still recorded (see tenant.payments.events)

@@ -26,6 +26,7 @@ from core.money import normalize_currency, plain_decimal
 from core.runtime import Runtime
 from core.sql import Transaction, json_param, orm, sql
 from core.tenancy import TenantContext
+from tenant.coupons import service as coupons
 from tenant.orders import lifecycle, pricing, reservations
 from tenant.orders.models import Order
 from tenant.orders.schemas import OrderIn, OrderItemOut, OrderOut
@@ -71,10 +72,9 @@ def to_out(order: Order | SimpleNamespace, pay_base: str) -> OrderOut:
 
 
 def _check_extras(data: OrderIn) -> None:
-    for name in ("coupon_code", "referral_code"):
-        if getattr(data, name) is not None:
-            raise UnprocessableError(f"{name} is not supported yet", code="not_supported_yet",
-                                     param=name)
+    if data.referral_code is not None:
+        raise UnprocessableError("referral_code is not supported yet",
+                                 code="not_supported_yet", param="referral_code")
     if len(data.metadata) > MAX_METADATA_KEYS or any(len(k) > 40 for k in data.metadata):
         raise ValidationError(f"metadata takes at most {MAX_METADATA_KEYS} keys of up to "
                               "40 characters", param="metadata")
@@ -195,7 +195,14 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
     lines, wanted = _build_items(data, currency, products)
     tax_rate = Decimal(rows[0]["tax_rate"] if rows[0]["tax_rate"] is not None else 0)
     ttl = rows[0]["reservation_ttl_minutes"] or DEFAULT_RESERVATION_TTL_MINUTES
-    totals = pricing.compute([line.amount for line in lines], tax_rate)
+    # the coupon is read here (a 422 before anything is written); its slot is taken once
+    # the order row exists (the redemption refers to it), re-checking every condition
+    # under the coupon's row lock, held until COMMIT (lock order: counter, coupon, stock)
+    coupon = (None if data.coupon_code is None
+              else await coupons.find_for_order(statements, data.coupon_code, currency, now))
+    amounts = [line.amount for line in lines]
+    discount = coupon.discount_on(sum(amounts)) if coupon is not None else 0
+    totals = pricing.compute(amounts, tax_rate, discount)
     fulfillment = (Fulfillment.PHYSICAL if any(line.kind == ProductKind.PHYSICAL for line in lines)
                    else Fulfillment.DIRECT)
     # the new row's attributes (not an ORM object: it is written with one statement below)
@@ -205,7 +212,8 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         fulfillment=fulfillment, currency=currency, customer_email=data.customer_email.strip(),
         subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax, total=totals.total,
         original_amount=totals.original_amount, tax_rate=tax_rate,
-        coupon_code=None, referral_code=None, meta=dict(data.metadata), flags={}, items=lines,
+        coupon_code=coupon.code if coupon is not None else None, referral_code=None,
+        meta=dict(data.metadata), flags={}, items=lines,
         status_reason=None, paid_at=None, cancelled_at=None, created_at=now, updated_at=now,
     )
     # the providers that can take it, read before the number is taken: the counter row
@@ -217,7 +225,9 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
             runtime, tenant, configs, [(currency, order.total)]))[(currency, order.total)]
     entry = audit_row(actor, "order.created", "order", order.id,
                       {"total": order.total, "currency": currency, "items": len(lines),
-                       "reserved": {str(k): v for k, v in wanted.items()}})
+                       "reserved": {str(k): v for k, v in wanted.items()},
+                       **({"coupon_code": coupon.code, "discount": discount}
+                          if coupon is not None else {})})
     order.number = await statements.fetchval(
         _INSERT_ORDER, order.id, order.pay_token, order.status, order.payment_status,
         order.fulfillment, currency, order.customer_email, order.subtotal, order.discount,
@@ -228,6 +238,8 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         [line.kind for line in lines], [line.quantity for line in lines],
         [line.unit_amount for line in lines], [line.amount for line in lines],
         *audit.columns([entry]))
+    if coupon is not None:
+        await coupons.reserve(statements, coupon, order.id, discount, currency, now)
     if wanted:
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)

@@ -124,6 +124,7 @@ EFFECT_MODULES: tuple[str, ...] = (
     "tenant.orders.effects",
     "tenant.notifications.effects",
     "tenant.entitlements.effects",
+    "tenant.coupons.effects",
 )
 
 _EFFECTS: dict[Movement, list[tuple[int, int, Effect]]] = {m: [] for m in Movement}
