@@ -32,6 +32,7 @@ from core.security import SecurityHeaders
 from core.settings import Settings, get_settings
 from owner import changes as owner_changes
 from owner.catalog.controllers import CatalogController
+from owner.fx.controllers import FxRateController
 from owner.keys import service as keys
 from owner.tenants import service as tenants
 from owner.tenants.controllers import ClusterController, TenantController
@@ -145,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
     app = Litestar(
         route_handlers=[
             healthz, readyz, MetricsController,
-            CatalogController, TenantController, ClusterController,
+            CatalogController, TenantController, ClusterController, FxRateController,
             ProviderConfigController, AuditController,
             WebhookIngestController, WebhookEventController,
             create_gateway_router(sandbox_dispatch),

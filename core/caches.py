@@ -21,6 +21,9 @@ The caches (all per process; each is bounded by a TTL, a version check or both):
 ``provider_configs.built``     providers built for checkouts, per cached view and entry
 ``provider_configs.stamped``   when ``last_used_at`` was last written, per provider
 ``provider_configs.listing``   ``GET /v1/providers`` listings, by Redis stamp (60 s)
+``owner.fx.rates``             the stored FX rates (manual and fetched), 5 s (writes clear it)
+``owner.fx.fetches``           the rate API's last answer or failure, 30 s: one call per
+                               process at a time, and a dead API is not asked again at once
 =============================  ===========================================================
 """
 
@@ -121,3 +124,5 @@ CONFIG_VIEWS = register("provider_configs.views", TtlCache(ttl=300.0))
 CHECKOUT_PROVIDERS = register("provider_configs.built", TtlCache(ttl=300.0))
 CONFIG_STAMPED: dict[Any, float] = register("provider_configs.stamped", {})
 LISTINGS = register("provider_configs.listing", TtlCache(ttl=60.0))
+FX_RATES = register("owner.fx.rates", TtlCache(ttl=5.0))
+FX_FETCHES = register("owner.fx.fetches", TtlCache(ttl=30.0))

@@ -19,6 +19,14 @@ EVENTS_DEAD = Counter(
 PROCESSING_LAG = Histogram(
     "paymesh_webhook_processing_lag_seconds", "From receipt to applied",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
+FX_API_FAILURES = Counter(
+    "paymesh_fx_api_failures_total", "Rate API calls that gave no rates (then the next layer)",
+    ["reason"])  # timeout | unreachable | http_status | garbage
+FX_API_FETCHES = Counter(
+    "paymesh_fx_api_fetches_total", "Rate API calls that gave rates (stored with history)")
+FX_QUOTES = Counter(
+    "paymesh_fx_quotes_total", "Rates looked up for conversions, by the layer that answered",
+    ["source"])  # native | manual | cached | api | expired | fallback | unavailable
 ENQUEUE_FAILURES = Counter(
     "paymesh_enqueue_failures_total", "Messages the broker did not take (swept later)")
 

@@ -7,7 +7,8 @@ zero (``ROUND_HALF_UP``), once, at the end of the computation.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from core.errors import ValidationError
 
@@ -47,25 +48,83 @@ def exponent(currency: str) -> int:
     return _EXPONENT_OVERRIDES.get(currency.upper(), 2)
 
 
+def _exact_int(value: object, name: str) -> int:
+    """``value`` if it is an ``int`` (minor units); a float (or a bool) is a bug, not money."""
+    if type(value) is not int:
+        raise TypeError(f"{name} must be an int of minor units, not {type(value).__name__}")
+    return value
+
+
+def _exact_decimal(value: object, name: str) -> Decimal:
+    """``value`` as an exact, finite ``Decimal``: an ``int`` is exact too; a float never is."""
+    if type(value) is int:
+        return Decimal(value)
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be finite, not {value}")
+    return value
+
+
 def round_minor(value: Decimal) -> int:
     """The rounding rule: nearest minor unit, halves away from zero."""
-    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(_exact_decimal(value, "value").quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def percent_of(amount: int, percent: Decimal) -> int:
-    return round_minor(Decimal(amount) * percent / Decimal(100))
+    return round_minor(Decimal(_exact_int(amount, "amount"))
+                       * _exact_decimal(percent, "percent") / Decimal(100))
 
 
 def processing_fee(amount: int, percent: Decimal, fixed: int) -> int:
     """A provider's fee on ``amount``: ``percent`` of it plus ``fixed`` minor units. The one
     formula behind both a quoted fee (provider selection) and a charged one (the sandbox)."""
-    return percent_of(amount, percent) + fixed
+    return percent_of(amount, percent) + _exact_int(fixed, "fixed")
 
 
-def convert(amount: int, from_currency: str, to_currency: str, rate: Decimal) -> int:
-    """Convert minor units at ``rate`` (units of ``to`` per one unit of ``from``)."""
+def allocate(amount: int, weights: Sequence[Decimal | int]) -> list[int]:
+    """``amount`` split in proportion to ``weights`` (percentages, or any non-negative
+    shares), in parts that always add up to ``amount`` exactly.
+
+    Each boundary between parts is placed by the one rounding rule on the running share
+    (``round(amount × cumulative weight / total)``), and a part is the difference of two
+    boundaries: the parts telescope to the whole, each is within one minor unit of its
+    exact share, and none has a sign other than ``amount``'s.
+    """
+    _exact_int(amount, "amount")
+    shares = [_exact_decimal(w, "weight") for w in weights]
+    if not shares or any(w < 0 for w in shares):
+        raise ValueError("weights must be a non-empty list of non-negative numbers")
+    total = sum(shares, Decimal(0))
+    if total == 0:
+        raise ValueError("weights must not all be zero")
+    parts, placed, running = [], 0, Decimal(0)
+    for share in shares:
+        running += share
+        boundary = round_minor(Decimal(amount) * running / total)
+        parts.append(boundary - placed)
+        placed = boundary
+    return parts
+
+
+def convert(amount: int, from_currency: str, to_currency: str,
+            from_rate: Decimal, to_rate: Decimal) -> int:
+    """The one conversion: ``amount`` minor units of ``from_currency`` in minor units of
+    ``to_currency``, through USD.
+
+    Both rates are quoted the way Paymesh quotes every rate: units of the currency per
+    1 USD (USD's own rate is 1). The arithmetic is exact ``Decimal`` (``amount`` in major
+    units ÷ ``from_rate`` × ``to_rate``, shifted to ``to_currency``'s exponent) and the
+    rounding rule is applied once, at the end.
+    """
+    _exact_int(amount, "amount")
+    rates = (_exact_decimal(from_rate, "from_rate"), _exact_decimal(to_rate, "to_rate"))
+    if rates[0] <= 0 or rates[1] <= 0:
+        raise ValueError("rates must be positive")
     shift = exponent(to_currency) - exponent(from_currency)
-    return round_minor(Decimal(amount) * rate * (Decimal(10) ** shift))
+    with localcontext() as ctx:
+        ctx.prec = 60  # far beyond any amount × rate: the only rounding is round_minor's
+        return round_minor(Decimal(amount).scaleb(shift) * rates[1] / rates[0])
 
 
 def to_major(amount: int, currency: str) -> Decimal:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from decimal import Decimal
 from pathlib import Path
+
+from core.fx import parse_fallback
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -19,6 +22,13 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)))  # type: ignore[arg-type]
+
+
+def _positive_float(name: str, default: float) -> float:
+    value = float(_env(name, str(default)))  # type: ignore[arg-type]
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds")
+    return value
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,15 @@ class Settings:
     webhook_rate_limit: int = 100_000
     #: Failed API-key authentications per client IP per minute before 429.
     auth_failure_limit: int = 20
+    #: The FX rate API (``PAYMESH_FX_API_URL``): answers ``{"rates": {"EUR": 0.92, …}}`` per
+    #: USD; unset, conversions use manual, stored and fallback rates only (docs/fx.md).
+    fx_api_url: str | None = None
+    #: A fetched rate younger than this is used as ``cached`` without asking the API.
+    fx_ttl_seconds: int = 3600
+    #: Total time one rate API call may take before it counts as failed.
+    fx_timeout_seconds: float = 5.0
+    #: ``PAYMESH_FX_FALLBACK`` (``VND=24500,EUR=0.92``): the last resort, source ``fallback``.
+    fx_fallback: dict[str, Decimal] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -134,6 +153,10 @@ def get_settings() -> Settings:
                               .split(",") if p.strip()),
         webhook_rate_limit=_int("PAYMESH_WEBHOOK_RATE_LIMIT", 100_000),
         auth_failure_limit=_int("PAYMESH_AUTH_FAILURE_LIMIT", 20),
+        fx_api_url=_env("PAYMESH_FX_API_URL"),
+        fx_ttl_seconds=max(0, _int("PAYMESH_FX_TTL_SECONDS", 3600)),
+        fx_timeout_seconds=_positive_float("PAYMESH_FX_TIMEOUT_SECONDS", 5.0),
+        fx_fallback=parse_fallback(_env("PAYMESH_FX_FALLBACK", "") or ""),
     )
 
 

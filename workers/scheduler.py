@@ -124,6 +124,14 @@ async def resend_sandbox_webhooks(runtime: Runtime, tenant: TenantContext | None
     return sent
 
 
+async def refresh_fx_rates(runtime: Runtime, tenant: TenantContext | None) -> int:
+    """Every rate from the FX rate API, stored with its history (O6). A failing API is
+    logged and counted by :func:`owner.fx.service.refresh`, not raised: 0 rates."""
+    from owner.fx.service import refresh
+
+    return await refresh(runtime)
+
+
 JOBS: tuple[Job, ...] = (
     Job("resend_sandbox_webhooks", 60, resend_sandbox_webhooks, per_tenant=False),
     Job("sweep_inbox", 60, sweep_inbox),
@@ -133,6 +141,7 @@ JOBS: tuple[Job, ...] = (
     Job("cancel_unpaid_orders", 3600, cancel_unpaid),
     Job("reconcile", 900, reconcile),
     Job("purge_idempotency_keys", 3600, purge_idempotency_keys),
+    Job("refresh_fx_rates", 3600, refresh_fx_rates, per_tenant=False),
 )
 
 
