@@ -48,6 +48,7 @@ from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
+from tenant.referrals.controllers import CommissionController, ReferralCodeController
 from tenant.refunds.controllers import OrderRefundController, RefundController
 from tenant.settings.controllers import SettingsController
 from tenant.webhooks.controllers import (
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
-            CouponController,
+            CouponController, ReferralCodeController, CommissionController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

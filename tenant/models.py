@@ -12,6 +12,7 @@ from tenant.notifications.models import Notification
 from tenant.orders.models import Order, OrderItem, Reservation
 from tenant.payments.models import Payment
 from tenant.products.models import Product
+from tenant.referrals.models import Commission, ReferralCode, Referrer
 from tenant.refunds.models import Refund
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.settings.models import TenantSettingsRow
@@ -19,6 +20,7 @@ from tenant.webhooks.models import WebhookEvent
 
 __all__ = [
     "AuditLog",
+    "Commission",
     "Coupon",
     "CouponRedemption",
     "Dispute",
@@ -33,6 +35,8 @@ __all__ = [
     "Payment",
     "Product",
     "ProviderConfigRow",
+    "ReferralCode",
+    "Referrer",
     "Refund",
     "Reservation",
     "TenantSettingsRow",

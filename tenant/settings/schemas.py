@@ -14,11 +14,26 @@ TaxRate = Annotated[Decimal, msgspec.Meta(
     examples=["8.25"])]
 
 
+class CommissionTier(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One commission tier (SPEC 3a, **Referrals and commissions**)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    #: From this referred revenue on (US cents, paid minus refunded) the tier applies.
+    min_referred_revenue_usd: Annotated[int, msgspec.Meta(ge=0)]
+    rate_percent: Annotated[Decimal, msgspec.Meta(
+        description="Commission rate in percent as a decimal string (\"25\" is 25 %), "
+                    "0 to 100 with at most 2 decimals.", examples=["25"])]
+
+
 class SettingsOut(msgspec.Struct, kw_only=True):
     reservation_ttl_minutes: int
     unpaid_auto_cancel_hours: int
     #: Percent as a decimal string (``"8.25"``).
     tax_rate: TaxRate
+    #: The tiers in force (the defaults until the tenant sets its own).
+    commission_tiers: list[CommissionTier]
+    #: Days a commission stays ``pending`` before the scheduler approves it.
+    commission_hold_days: int
     updated_at: datetime | None
 
 
@@ -28,3 +43,6 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reservation_ttl_minutes: int | msgspec.UnsetType = msgspec.UNSET
     unpaid_auto_cancel_hours: int | msgspec.UnsetType = msgspec.UNSET
     tax_rate: TaxRate | msgspec.UnsetType = msgspec.UNSET
+    #: The whole table (ascending thresholds starting at 0); ``null`` restores the defaults.
+    commission_tiers: list[CommissionTier] | None | msgspec.UnsetType = msgspec.UNSET
+    commission_hold_days: int | msgspec.UnsetType = msgspec.UNSET
