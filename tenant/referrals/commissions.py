@@ -99,8 +99,8 @@ _APPROVE = f"""
     FROM orders o
     WHERE o.id = k.order_id
       AND k.status = '{CommissionStatus.PENDING.value}'
-      AND k.created_at <= $1 - make_interval(days => COALESCE(
-            (SELECT commission_hold_days FROM tenant_settings WHERE id = 1), $2))
+      AND k.created_at <= $1::timestamptz - make_interval(days => COALESCE(
+            (SELECT commission_hold_days FROM tenant_settings WHERE id = 1), $2::int))
       AND o.payment_status NOT IN ('{PaymentStatus.DISPUTED.value}',
                                    '{PaymentStatus.REFUNDED.value}')
     RETURNING k.id
