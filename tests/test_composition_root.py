@@ -54,7 +54,8 @@ def test_every_actor_name_has_its_actor_on_the_workers_broker():
         assert not missing, missing
         print(",".join(sorted(actors.ALL)))
     """)
-    assert names == "deliver_notification,deliver_sandbox_webhook,process_webhook_event"
+    assert names == ("deliver_notification,deliver_sandbox_webhook,process_webhook_event,"
+                     "sync_coupon_discount")
 
 
 def _calls(path: Path) -> list[tuple[str, int]]:
