@@ -373,3 +373,34 @@ async def test_commission_settings_are_validated_and_custom_tiers_apply(client, 
     assert response.json()["commission_tiers"] == defaults["commission_tiers"]
     assert (await code_state(client, tenant, code["id"]))["tier"] == "bronze"
     assert (await commission_of(client, tenant, first["order_id"]))["tier"] == "starter"
+
+
+async def test_an_open_dispute_holds_approval_and_a_lost_one_cancels(client, make_tenant):
+    from tests.workers.sandbox_events import event_body
+    from tests.workers.test_payment_states import _apply
+
+    tenant = await sandbox_shop(client, make_tenant, "refdispute")
+    code = (await make_code(client, tenant, "Fight", discount_percent=0)).json()
+    made, payment = await start_paying(client, tenant, 60_000, referral_code="fight")
+    assert await succeed(tenant.slug, payment) is True
+    await client.patch("/v1/settings", headers=tenant.headers,
+                       json={"commission_hold_days": 0})
+
+    def dispute(kind: str, status: str) -> bytes:
+        return event_body(kind, {"id": f"dp_{made['id'][:8]}",
+                                 "payment_id": payment["provider_payment_id"],
+                                 "amount": 60_000, "currency": "USD", "status": status,
+                                 "reason": "fraudulent"})
+
+    assert await _apply(client, tenant, dispute("dispute.created",
+                                                "needs_response")) == "processed"
+    assert (await get_order(client, tenant, made["id"]))["payment_status"] == "disputed"
+    assert await approve(tenant.slug) == 0  # not while the dispute is open
+    assert await _apply(client, tenant, dispute("dispute.closed", "lost")) == "processed"
+    lost = await commission_of(client, tenant, made["id"])
+    assert (lost["status"], lost["amount"]) == ("cancelled", 12_000)
+    state = await code_state(client, tenant, code["id"])
+    assert (state["referred_revenue_usd"], state["tier"]) == (0, "bronze")
+    ledger = await balances(client, tenant, "USD")
+    assert (ledger.get("commissions/USD", 0), ledger.get("commissions_payable/USD", 0)) == (0, 0)
+    assert await approve(tenant.slug) == 0
