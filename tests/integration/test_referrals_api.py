@@ -22,6 +22,7 @@ from tests.integration.test_orders_support import (
     succeed,
     tenant_db,
 )
+from tests.fx_api import fx_runtime, rate_api  # noqa: F401 - fixtures
 from tests.integration.test_refunds_api import confirm, refund
 from tests.workers.helpers import sandbox_shop
 
@@ -404,3 +405,29 @@ async def test_an_open_dispute_holds_approval_and_a_lost_one_cancels(client, mak
     ledger = await balances(client, tenant, "USD")
     assert (ledger.get("commissions/USD", 0), ledger.get("commissions_payable/USD", 0)) == (0, 0)
     assert await approve(tenant.slug) == 0
+
+
+async def test_no_rate_in_any_layer_still_records_the_payment(client, make_tenant,
+                                                              fx_runtime, rate_api):
+    from tests.fx_api import forget_fx_caches
+
+    tenant = await sandbox_shop(client, make_tenant, "refnorate")
+    code = (await make_code(client, tenant, "Euro", discount_percent=0)).json()
+    rate_api.set("down")  # no override, nothing stored, no fallback: no EUR rate at all
+    first = await pay(client, tenant, 10_000, "EUR", referral_code="euro")
+    assert (await get_order(client, tenant, first["id"]))["status"] == "paid"
+    unvalued = await commission_of(client, tenant, first["id"])
+    assert {k: unvalued[k] for k in ("amount", "currency", "amount_usd", "fx_rate",
+                                     "fx_source", "tier", "status")} == {
+        "amount": 2_000, "currency": "EUR", "amount_usd": None, "fx_rate": None,
+        "fx_source": None, "tier": "bronze", "status": "pending"}
+    assert (await code_state(client, tenant, code["id"]))["referred_revenue_usd"] == 0
+
+    rate_api.set("up")  # EUR 0.91 per USD
+    forget_fx_caches()
+    second = await pay(client, tenant, 10_000, "EUR", referral_code="euro")
+    valued = await commission_of(client, tenant, second["id"])
+    # 2,000 EUR cents / 0.91 = 2,197.8 US cents; the order's 10,000 / 0.91 = 10,989.01
+    assert (valued["amount_usd"], valued["fx_rate"], valued["fx_source"]) == (
+        2_198, "0.91", "api")
+    assert (await code_state(client, tenant, code["id"]))["referred_revenue_usd"] == 10_989
