@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.fx_api import fx_runtime, rate_api  # noqa: F401 - fixtures
 from tests.integration.test_orders_support import (
     assert_error,
     balances,
@@ -22,7 +23,6 @@ from tests.integration.test_orders_support import (
     succeed,
     tenant_db,
 )
-from tests.fx_api import fx_runtime, rate_api  # noqa: F401 - fixtures
 from tests.integration.test_refunds_api import confirm, refund
 from tests.workers.helpers import sandbox_shop
 
@@ -408,7 +408,7 @@ async def test_an_open_dispute_holds_approval_and_a_lost_one_cancels(client, mak
 
 
 async def test_no_rate_in_any_layer_still_records_the_payment(client, make_tenant,
-                                                              fx_runtime, rate_api):
+                                                              fx_runtime, rate_api):  # noqa: F811 - fixtures
     from tests.fx_api import forget_fx_caches
 
     tenant = await sandbox_shop(client, make_tenant, "refnorate")
