@@ -44,6 +44,7 @@ from tenant.disputes.controllers import DisputeController
 from tenant.entitlements.controllers import EntitlementController
 from tenant.ledger.controllers import LedgerController
 from tenant.orders.controllers import OrderController
+from tenant.outgoing.controllers import WebhookDeliveryController, WebhookEndpointController
 from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
             CouponController, ReferralCodeController, CommissionController,
+            WebhookEndpointController, WebhookDeliveryController,
             docs_ui.assets_router(),
         ],
         dependencies=DEPENDENCIES,

@@ -17,5 +17,13 @@ DELIVER_NOTIFICATION = "deliver_notification"
 #: Syncs a coupon's provider-side discount for one paid order: ``(tenant_slug, order_id)``.
 SYNC_COUPON_DISCOUNT = "sync_coupon_discount"
 
+#: Sends one outgoing webhook delivery (an attempt) to a tenant's endpoint:
+#: ``(tenant_slug, delivery_id)``. On its own queue (:data:`QUEUES`): a slow receiver
+#: never holds up the inbox.
+DELIVER_OUTGOING_WEBHOOK = "deliver_outgoing_webhook"
+
 ALL = (PROCESS_WEBHOOK_EVENT, DELIVER_SANDBOX_WEBHOOK, DELIVER_NOTIFICATION,
-       SYNC_COUPON_DISCOUNT)
+       SYNC_COUPON_DISCOUNT, DELIVER_OUTGOING_WEBHOOK)
+
+#: The Dramatiq queue of each actor not on the default one.
+QUEUES = {DELIVER_OUTGOING_WEBHOOK: "outgoing"}

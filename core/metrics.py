@@ -29,6 +29,19 @@ FX_QUOTES = Counter(
     ["source"])  # native | manual | cached | api | expired | fallback | unavailable
 ENQUEUE_FAILURES = Counter(
     "paymesh_enqueue_failures_total", "Messages the broker did not take (swept later)")
+OUTGOING_ATTEMPTS = Counter(
+    "paymesh_outgoing_webhook_attempts_total", "Outgoing webhook deliveries sent, by outcome "
+    "(succeeded, http_error, error, refused)", ["outcome"])
+OUTGOING_FAILURES = Counter(
+    "paymesh_outgoing_webhook_failures_total", "Outgoing webhook attempts that failed")
+OUTGOING_EXHAUSTED = Counter(
+    "paymesh_outgoing_webhook_exhausted_total", "Outgoing webhooks given up on (schedule over)")
+OUTGOING_LATENCY = Histogram(
+    "paymesh_outgoing_webhook_latency_seconds", "From sending an outgoing webhook to its answer",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
+OUTGOING_ENDPOINTS_DISABLED = Counter(
+    "paymesh_outgoing_webhook_endpoints_disabled_total", "Endpoints disabled by Paymesh",
+    ["reason"])
 
 HTTP_REQUESTS = Counter(
     "paymesh_requests_total", "HTTP requests answered",

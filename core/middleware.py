@@ -20,7 +20,7 @@ from core.clientip import client_ip
 from core.errors import AuthenticationError, NotFound, PermissionDenied
 from core.metrics import HTTP_DURATION, HTTP_ERRORS, HTTP_IN_PROGRESS, HTTP_REQUESTS
 from core.ratelimit import SharedCounter, rate_limited
-from core.tenancy import KeyLookup, Principal, TenantContext, TenantLookup
+from core.tenancy import KeyLookup, Principal, TenantContext, TenantLookup, done_working, work_for
 
 OWNER_PREFIX = "/v1/owner"
 TENANT_PREFIX = "/v1/"
@@ -142,7 +142,11 @@ class TenancyMiddleware(ASGIMiddleware):
                     raise PermissionDenied("this endpoint needs an owner key")
             else:
                 state.tenant = await self._tenant_for(scope, principal)
-        await next_app(scope, receive, send)
+        token = work_for(state.get("tenant"))
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            done_working(token)
 
     async def _principal(self, scope: Scope) -> Principal:
         header = _header(scope, b"authorization") or ""

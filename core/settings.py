@@ -29,6 +29,11 @@ def _positive_float(name: str, default: float) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be a positive number of seconds")
     return value
+def _seconds_list(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _env(name)
+    if raw is None:
+        return default
+    return tuple(max(0, int(part)) for part in raw.split(",") if part.strip())
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,19 @@ class Settings:
     fx_timeout_seconds: float = 5.0
     #: ``PAYMESH_FX_FALLBACK`` (``VND=24500,EUR=0.92``): the last resort, source ``fallback``.
     fx_fallback: dict[str, Decimal] = field(default_factory=dict)
+    #: Outgoing webhooks may target private, loopback and link-local addresses (tests,
+    #: the demo); off in production (the server-side request forgery guard).
+    webhook_allow_private: bool = False
+    #: Waits before each retry of an outgoing webhook, seconds (SPEC 3a's schedule; a
+    #: shorter list means fewer retries). ``PAYMESH_OUTGOING_RETRY_SCHEDULE=5,300,…``.
+    outgoing_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 86400)
+    #: An outgoing delivery that has no 2xx answer within this many seconds failed.
+    outgoing_timeout_seconds: int = 15
+    #: An endpoint failing for this long without a success is disabled (5 days).
+    outgoing_disable_after_seconds: int = 5 * 86400
+    #: Deliveries sent to one endpoint at the same time, across all workers (others wait
+    #: their turn without holding a worker thread).
+    outgoing_endpoint_concurrency: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -157,6 +175,13 @@ def get_settings() -> Settings:
         fx_ttl_seconds=max(0, _int("PAYMESH_FX_TTL_SECONDS", 3600)),
         fx_timeout_seconds=_positive_float("PAYMESH_FX_TIMEOUT_SECONDS", 5.0),
         fx_fallback=parse_fallback(_env("PAYMESH_FX_FALLBACK", "") or ""),
+        webhook_allow_private=_env("PAYMESH_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
+        outgoing_retry_schedule=_seconds_list("PAYMESH_OUTGOING_RETRY_SCHEDULE",
+                                              Settings.outgoing_retry_schedule),
+        outgoing_timeout_seconds=max(1, _int("PAYMESH_OUTGOING_TIMEOUT_SECONDS", 15)),
+        outgoing_disable_after_seconds=_int("PAYMESH_OUTGOING_DISABLE_AFTER_SECONDS",
+                                            5 * 86400),
+        outgoing_endpoint_concurrency=max(1, _int("PAYMESH_OUTGOING_ENDPOINT_CONCURRENCY", 2)),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,6 +43,25 @@ class Principal:
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+_working_for: ContextVar[TenantContext | None] = ContextVar("paymesh_tenant", default=None)
+
+
+def working_for() -> TenantContext | None:
+    """The tenant the current request, actor or job works for, where its entry point
+    said so (:func:`work_for`); None elsewhere. Only for what may be left to a sweeper
+    when unknown (handing the outgoing webhooks a transaction wrote to the workers)."""
+    return _working_for.get()
+
+
+def work_for(tenant: TenantContext | None) -> Token[TenantContext | None]:
+    """Say which tenant this task works for (reset with the token when done)."""
+    return _working_for.set(tenant)
+
+
+def done_working(token: Token[TenantContext | None]) -> None:
+    _working_for.reset(token)
 
 
 KeyLookup = Callable[[str], Awaitable[Principal | None]]

@@ -3,7 +3,7 @@ message, a proxy's error page) before it is kept, logged or returned.
 
 A provider, or a proxy in front of it, may echo the request's credentials in an error
 body. :func:`redact` masks what looks like a key (``sk_live_…``, ``sk_test_…``,
-``sk_sandbox_…``, ``FLWSECK…``, ``whsec_…``, ``Bearer …`` tokens, long tokens after
+``sk_sandbox_…``, ``FLWSECK…``, ``polar_oat_…``, ``whsec_…``, ``Bearer …`` tokens, long tokens after
 ``key``/``secret``/``token``/``password``) and, exactly, the secrets the caller names
 (the tenant's own configured keys, whatever their shape).
 
@@ -25,6 +25,7 @@ _PATTERNS = re.compile(
     r"""
     \b(?:sk|rk|pk)_(?:live|test|sandbox)_[A-Za-z0-9_\-]{4,}     # Stripe / Paystack / sandbox
     | \bFLW(?:SECK|PUBK)(?:_TEST)?-?[A-Za-z0-9_\-]{4,}            # Flutterwave
+    | \bpolar_(?:oat|at|pat|rt)_[A-Za-z0-9_\-]{4,}                  # Polar access tokens
     | \bwhsec_[A-Za-z0-9_\-+/=]{4,}                              # webhook signing secrets
     | (?<=Bearer\s)[^\s"',;]+                                    # Authorization values
     | (?<=bearer\s)[^\s"',;]+

@@ -13,6 +13,7 @@ from providers.base import PaymentProvider, ProviderConfig
 from providers.cash import CashProvider
 from providers.flutterwave import FlutterwaveProvider
 from providers.paystack import PaystackProvider
+from providers.polar import PolarProvider
 from providers.sandbox import SandboxProvider
 from providers.stripe import StripeProvider
 
@@ -23,6 +24,7 @@ PROVIDERS: dict[str, type[PaymentProvider]] = {
         StripeProvider,
         PaystackProvider,
         FlutterwaveProvider,
+        PolarProvider,
         BankTransferProvider,
         CashProvider,
     )

@@ -10,6 +10,7 @@ from tenant.entitlements.models import Entitlement
 from tenant.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tenant.notifications.models import Notification
 from tenant.orders.models import Order, OrderItem, Reservation
+from tenant.outgoing.models import OutgoingDelivery, OutgoingEvent, WebhookEndpoint
 from tenant.payments.models import Payment
 from tenant.products.models import Product
 from tenant.referrals.models import Commission, ReferralCode, Referrer
@@ -32,6 +33,8 @@ __all__ = [
     "Notification",
     "Order",
     "OrderItem",
+    "OutgoingDelivery",
+    "OutgoingEvent",
     "Payment",
     "Product",
     "ProviderConfigRow",
@@ -40,5 +43,6 @@ __all__ = [
     "Refund",
     "Reservation",
     "TenantSettingsRow",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]

@@ -52,10 +52,12 @@ def test_every_actor_name_has_its_actor_on_the_workers_broker():
         assert isinstance(broker, RedisBroker) and broker.namespace == "paymesh"
         missing = set(actors.ALL) - set(broker.get_declared_actors())
         assert not missing, missing
+        for name, queue in actors.QUEUES.items():  # the Enqueuer writes where they listen
+            assert broker.get_actor(name).queue_name == queue, name
         print(",".join(sorted(actors.ALL)))
     """)
-    assert names == ("deliver_notification,deliver_sandbox_webhook,process_webhook_event,"
-                     "sync_coupon_discount")
+    assert names == ("deliver_notification,deliver_outgoing_webhook,deliver_sandbox_webhook,"
+                     "process_webhook_event,sync_coupon_discount")
 
 
 def _calls(path: Path) -> list[tuple[str, int]]:

@@ -3,7 +3,8 @@
 
 A module may import its own layer and the ones before it, never one after it — also not
 inside a function or under ``TYPE_CHECKING`` (a deferred import is still a dependency).
-Provider SDKs are imported only inside ``providers/``, and the workers never import
+Provider SDKs are imported only inside ``providers/`` (stripe and polar-sdk only inside their
+own ``providers/stripe/`` and ``providers/polar/``), and the workers never import
 Litestar. Ruff's banned-import rule (``TID251``, configured in ``pyproject.toml``) says the
 same to editors; this test is what fails the build.
 """
@@ -18,7 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("core", "providers", "owner", "tenant", "workers")
 #: Above every layer: the composition root, and what only runs it.
 ROOT_MODULES = ("app", "cli", "demo", "bench", "tests", "migrations")
-SDKS = ("stripe", "polar_sdk", "localstripe", "paystack", "flutterwave")
+SDKS = ("stripe", "polar", "polar_sdk", "localstripe", "paystack", "flutterwave")
+#: SDKs confined to their own provider package (``polar`` is polar-sdk's import name).
+SDK_HOMES = {"stripe": "providers/stripe", "polar": "providers/polar",
+             "polar_sdk": "providers/polar"}
 
 
 def imports(tree: ast.AST) -> Iterator[tuple[str, int]]:
@@ -42,6 +46,8 @@ def violations(path: Path, layer: str, source: str | None = None) -> list[str]:
             found.append(f"{where}:{line}: {layer} imports {module} (the composition root)")
         elif top in SDKS and layer != "providers":
             found.append(f"{where}:{line}: {layer} imports the provider SDK {module}")
+        elif top in SDK_HOMES and not where.as_posix().startswith(SDK_HOMES[top] + "/"):
+            found.append(f"{where}:{line}: the {module} SDK outside {SDK_HOMES[top]}/")
         elif top == "litestar" and layer == "workers":
             found.append(f"{where}:{line}: workers import {module} (no web framework there)")
     return found
@@ -63,7 +69,12 @@ def test_the_check_catches_each_kind_of_offence():
     assert violations(sample, "tenant", "import stripe\n")  # an SDK outside providers/
     assert violations(sample, "workers", "from litestar import get\n")
     assert not violations(sample, "tenant", "from owner.keys import service\nimport core\n")
-    assert not violations(Path("providers/x.py"), "providers", "import stripe\n")
+    assert not violations(Path("providers/stripe/x.py"), "providers", "import stripe\n")
+    assert violations(Path("providers/x.py"), "providers", "import stripe\n")  # not its home
+    assert violations(Path("providers/paystack/x.py"), "providers", "import polar\n")
+    assert violations(Path("tenant/x.py"), "tenant", "from polar.v2026_10 import Polar\n")
+    assert not violations(Path("providers/polar/x.py"), "providers",
+                          "from polar.v2026_10 import PolarAsync\n")
 
 
 def test_ruff_bans_provider_sdks_outside_providers():
@@ -72,9 +83,11 @@ def test_ruff_bans_provider_sdks_outside_providers():
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]
     banned = config["lint"]["flake8-tidy-imports"]["banned-api"]
-    assert {"stripe", "polar_sdk"} <= set(banned)
+    assert {"stripe", "polar", "polar_sdk"} <= set(banned)
     assert "TID251" in config["lint"]["extend-select"]
-    assert "providers/**" in config["lint"]["per-file-ignores"]
+    ignored = config["lint"]["per-file-ignores"]
+    assert {"providers/stripe/**", "providers/polar/**"} <= set(ignored)
+    assert "providers/**" not in ignored  # each SDK only in its own package
 
 
 def test_ruff_finds_no_banned_import():

@@ -7,6 +7,7 @@ import logging
 import math
 import uuid
 from datetime import datetime
+from typing import Any
 
 import dramatiq
 
@@ -79,6 +80,17 @@ async def deliver_notification(tenant_slug: str, notification_id: str) -> None:
         raise EventNotApplied(f"notification {notification_id} not sent yet; retrying")
 
 
+async def _send_at(actor: Any, args: tuple[str, str], at: datetime, what: str) -> None:
+    """Send ``actor`` again at ``at`` (its row keeps the schedule: if the broker is away,
+    the scheduler's sweeper sends it instead)."""
+    delay_ms = max(0, math.ceil((at - utcnow()).total_seconds() * 1000))
+    try:
+        await asyncio.to_thread(actor.send_with_options, args=args, delay=delay_ms)
+    except Exception as exc:  # noqa: BLE001 - the row keeps the schedule
+        log.warning("%s: next try not sent (%s); left for the sweeper", what,
+                    type(exc).__name__)
+
+
 #: A try's failure is recorded on the redemption (attempts, last error, next try), whose
 #: schedule — not Dramatiq's — sends the next one (``PAYMESH_COUPON_SYNC_RETRY_BASE_MS``:
 #: 2 s, 4 s, 8 s …); the sweeper sends a lost one. Dramatiq retries only when the try
@@ -93,10 +105,25 @@ async def sync_coupon_discount(tenant_slug: str, order_id: str) -> None:
         return
     outcome = await run(context.runtime(), target, uuid.UUID(order_id))
     if outcome.retry_at is not None:
-        delay_ms = max(0, math.ceil((outcome.retry_at - utcnow()).total_seconds() * 1000))
-        try:
-            await asyncio.to_thread(sync_coupon_discount.send_with_options,
-                                    args=(tenant_slug, order_id), delay=delay_ms)
-        except Exception as exc:  # noqa: BLE001 - the row keeps the schedule
-            log.warning("coupon sync %s: next try not sent (%s); left for the sweeper",
-                        order_id, type(exc).__name__)
+        await _send_at(sync_coupon_discount, (tenant_slug, order_id), outcome.retry_at,
+                       f"coupon sync {order_id}")
+
+
+#: On its own queue (``outgoing``): a receiver that takes its 15 s never holds a message
+#: of the inbox back, and per endpoint at most a few run at once (the rest come back a
+#: moment later without waiting on a thread; :mod:`tenant.outgoing.delivery`). Retries
+#: follow the delivery rows' schedule, not Dramatiq's: Dramatiq retries only a try that
+#: could not be recorded (the database away).
+@dramatiq.actor(actor_name=names.DELIVER_OUTGOING_WEBHOOK, queue_name=names.QUEUES[
+    names.DELIVER_OUTGOING_WEBHOOK], max_retries=10, min_backoff=1_000, max_backoff=300_000,
+    time_limit=120_000)
+async def deliver_outgoing_webhook(tenant_slug: str, delivery_id: str) -> None:
+    from tenant.outgoing.delivery import deliver
+
+    target = await context.tenant(tenant_slug)
+    if target is None:
+        return
+    outcome = await deliver(context.runtime(), target, uuid.UUID(delivery_id))
+    if outcome.next_id is not None and outcome.next_at is not None:
+        await _send_at(deliver_outgoing_webhook, (tenant_slug, str(outcome.next_id)),
+                       outcome.next_at, f"delivery {outcome.next_id}")

@@ -16,6 +16,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware.asyncio import AsyncIO
 
+from core.actors import QUEUES
 from core.db import new_ids
 from core.redis import get_redis
 from core.settings import get_settings
@@ -85,16 +86,18 @@ class Enqueuer:
         if time.monotonic() < self._down_until:
             return False
         ids = iter(new_ids(2 * len(calls)))
+        queue = QUEUES.get(actor, QUEUE)
+        key = f"{NAMESPACE}:{queue}"
         messages = {}
         for args in calls:
             redis_id = str(next(ids))
             messages[redis_id] = dramatiq.Message(
-                queue_name=QUEUE, actor_name=actor, args=tuple(args), kwargs={},
+                queue_name=queue, actor_name=actor, args=tuple(args), kwargs={},
                 options={"redis_message_id": redis_id}, message_id=str(next(ids))).encode()
         try:
             async with get_redis(self.url).pipeline(transaction=True) as pipe:
-                pipe.hset(f"{QUEUE_KEY}.msgs", mapping=messages)
-                pipe.rpush(QUEUE_KEY, *messages)
+                pipe.hset(f"{key}.msgs", mapping=messages)
+                pipe.rpush(key, *messages)
                 await pipe.execute()
             return True
         except Exception as exc:  # noqa: BLE001 - the broker being down must not fail a request

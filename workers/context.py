@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.runtime import Runtime, get_runtime, set_runtime
-from core.tenancy import TenantContext
+from core.tenancy import TenantContext, work_for
 from owner.tenants.service import lookup
 
 
@@ -19,8 +19,10 @@ def runtime() -> Runtime:
 
 
 async def tenant(slug: str) -> TenantContext | None:
-    """The tenant to work for, or None when it is gone or suspended (work is skipped)."""
+    """The tenant to work for, or None when it is gone or suspended (work is skipped).
+    The rest of the actor's task works for it (:func:`core.tenancy.working_for`)."""
     context = await lookup(runtime(), slug=slug)
     if context is None or context.is_suspended:
         return None
+    work_for(context)  # each message runs in a task of its own: nothing to reset
     return context

@@ -26,7 +26,7 @@ from core import actors
 from core.db import utcnow
 from core.redis import get_redis
 from core.runtime import Runtime
-from core.tenancy import TenantContext
+from core.tenancy import TenantContext, done_working, work_for
 from owner.tenants.models import Tenant
 from owner.tenants.service import context_of
 
@@ -70,6 +70,19 @@ async def deliver_notifications(runtime: Runtime, tenant: TenantContext) -> int:
         sent += await runtime.enqueue(actors.DELIVER_NOTIFICATION, tenant.slug,
                                       str(notification_id))
     return sent
+
+
+async def deliver_outgoing_webhooks(runtime: Runtime, tenant: TenantContext) -> int:
+    """Outgoing deliveries whose message was lost (a crash between the commit that wrote
+    them and their enqueue, a lost retry message): sent again once overdue."""
+    from tenant.outgoing.delivery import due
+
+    ids = await due(runtime, tenant,
+                    older_than_seconds=runtime.settings.sweep_stuck_after_seconds)
+    if ids and await runtime.enqueue_many(actors.DELIVER_OUTGOING_WEBHOOK,
+                                          [(tenant.slug, str(i)) for i in ids]):
+        return len(ids)
+    return 0
 
 
 async def expire_reservations(runtime: Runtime, tenant: TenantContext) -> int:
@@ -144,6 +157,7 @@ JOBS: tuple[Job, ...] = (
     Job("resend_sandbox_webhooks", 60, resend_sandbox_webhooks, per_tenant=False),
     Job("sweep_inbox", 60, sweep_inbox),
     Job("deliver_notifications", 60, deliver_notifications),
+    Job("deliver_outgoing_webhooks", 30, deliver_outgoing_webhooks),
     Job("expire_reservations", 60, expire_reservations),
     Job("sync_coupon_discounts", 10, sync_coupon_discounts),
     Job("approve_commissions", 60, approve_commissions),
@@ -172,11 +186,14 @@ async def run_job(runtime: Runtime, job: Job) -> dict[str, Any]:
             failed.append(("*", f"{type(exc).__name__}: {exc}"))
         return {"job": job.name, "count": done, "failed": failed}
     for tenant in await active_tenants(runtime):
+        token = work_for(tenant)
         try:
             done += await job.run(runtime, tenant)
         except Exception as exc:  # noqa: BLE001 - one tenant must not stop the others
             log.exception("job %s failed for tenant %s", job.name, tenant.slug)
             failed.append((tenant.slug, f"{type(exc).__name__}: {exc}"))
+        finally:
+            done_working(token)
     return {"job": job.name, "count": done, "failed": failed}
 
 

@@ -1,4 +1,4 @@
-"""The built-in catalog: six providers with realistic currencies, fees and limits.
+"""The built-in catalog: seven providers with realistic currencies, fees and limits.
 
 Seeding is idempotent and never overwrites what the owner changed: a provider or a
 currency row that exists is left alone.
@@ -103,6 +103,30 @@ CATALOG: list[dict[str, Any]] = [
             ("GHS", "1.95", 0, 100, 100_000_000, False), ("KES", "2.9", 0, 100, 100_000_000, True),
             ("USD", "3.8", 0, 100, 10_000_000, False),
         ],
+    },
+    {
+        "code": "polar", "name": "Polar", "handler_key": "polar",
+        "description": "Merchant of record for digital products: hosted checkouts for one "
+                       "Polar product at the order's price, refunds, discounts. Polar "
+                       "collects and remits sales tax and VAT.",
+        "website_url": "https://polar.sh", "docs_url": "https://polar.sh/docs/api-reference",
+        "api_base_url": "https://api.polar.sh",
+        "sandbox_api_base_url": "https://sandbox-api.polar.sh",
+        "integration_type": "hosted_page", "priority": 50,
+        "payment_methods": ["card", "apple_pay", "google_pay"],
+        "features": ["refunds", "partial_refunds", "webhooks", "discounts",
+                     "merchant_of_record"],
+        # secret_key: an organization access token (polar_oat_…); webhook_secret: the
+        # endpoint's signing secret
+        "required_keys": ["secret_key", "webhook_secret"],
+        "config_schema": {
+            "type": "object", "additionalProperties": False, "required": ["product_id"],
+            "properties": {"product_id": {"type": "string", "minLength": 1,
+                                          "description": "The Polar product every checkout "
+                                                         "sells, at the order's total"}},
+        },
+        # Polar's published price: 4 % + 40¢ per transaction; its minimum price is $0.50
+        "currencies": [("USD", "4", 40, 50, 99_999_999, False)],
     },
     {
         "code": "bank_transfer", "name": "Bank transfer", "handler_key": "bank_transfer",

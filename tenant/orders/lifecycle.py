@@ -24,6 +24,8 @@ from tenant.audit.models import AuditLog
 from tenant.coupons import service as coupons
 from tenant.orders import reservations
 from tenant.orders.models import Order
+from tenant.outgoing import events as outgoing
+from tenant.outgoing.events import EventType
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, check
 from tenant.payments.models import Payment, PaymentAttemptStatus
 from tenant.payments.states import ATTEMPT_STATUS
@@ -96,6 +98,8 @@ async def move(session: AsyncSession, order: Order, target: OrderStatus, *, acto
             set_payment_status(order, PaymentStatus.NOT_PAID)
     session.add(AuditLog(**step.audit))
     await session.flush()
+    if target is OrderStatus.CANCELLED:
+        await outgoing.orders(session, EventType.ORDER_CANCELLED, [order.id], now=now)
 
 
 def set_payment_status(order: Order, target: PaymentStatus) -> None:

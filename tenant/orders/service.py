@@ -28,6 +28,8 @@ from core.sql import Transaction, json_param, orm, sql
 from core.tenancy import TenantContext
 from tenant.coupons import service as coupons
 from tenant.orders import lifecycle, pricing, reservations
+from tenant.outgoing import events as outgoing
+from tenant.outgoing.events import EventType
 from tenant.orders.models import Order
 from tenant.orders.schemas import OrderIn, OrderItemOut, OrderOut
 from tenant.orders.states import PAYABLE, Fulfillment, OrderStatus, PaymentStatus, allowed_targets
@@ -255,6 +257,7 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
     if wanted:
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)
+    await outgoing.orders(db, EventType.ORDER_CREATED, [order.id], now=now)
     out = to_out(order, pay_base)
     return out if options is None else msgspec.structs.replace(out, payment_options=options)
 

@@ -47,6 +47,8 @@ from tenant.disputes.states import DisputeStatus
 from tenant.orders.lifecycle import lock_order, move, set_payment_status
 from tenant.orders.models import Order, OrderItem
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, edge
+from tenant.outgoing import events as outgoing
+from tenant.outgoing.events import EventType
 from tenant.payments.models import Payment, PaymentAttemptStatus
 from tenant.provider_configs import service as provider_configs
 from tenant.refunds import service as refunds
@@ -224,6 +226,7 @@ async def _record(session: AsyncSession, refund_id: uuid.UUID, result: RefundRes
                {"order_id": str(order.id), "code": getattr(refused, "code", None),
                 "reason": row.failure_reason})
         await session.flush()
+        await outgoing.refunds(session, EventType.REFUND_FAILED, [row.id], now=now)
         return refunds.to_out(row)
     assert result is not None
     row.provider_refund_id = result.provider_refund_id

@@ -126,6 +126,7 @@ EFFECT_MODULES: tuple[str, ...] = (
     "tenant.entitlements.effects",
     "tenant.referrals.effects",
     "tenant.coupons.effects",
+    "tenant.outgoing.effects",
 )
 
 _EFFECTS: dict[Movement, list[tuple[int, int, Effect]]] = {m: [] for m in Movement}

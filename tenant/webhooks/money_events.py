@@ -33,6 +33,8 @@ from tenant.disputes.models import Dispute
 from tenant.disputes.states import DISPUTE_STATUS, DisputeStatus
 from tenant.orders.lifecycle import lock_order, move, set_payment_status
 from tenant.orders.states import PAYMENT_STATUS, Fulfillment, OrderStatus, PaymentStatus, edge
+from tenant.outgoing import events as outgoing
+from tenant.outgoing.events import EventType
 from tenant.payments.models import Payment
 from tenant.refunds import service as refunds
 from tenant.refunds.models import Refund
@@ -116,14 +118,20 @@ async def _refund(session: AsyncSession, order: Any, attempt: Payment, event: di
     await session.flush()
     total = await refunds.succeeded_total(session, attempt.id)
     full = total >= attempt.amount
-    target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
-    if _go(order, target):
-        await move(session, order, target, actor=actor, manual=False,
-                   reason=f"refund {refund_id}")
-    money = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
+    if order.payment_status == PaymentStatus.DISPUTED:
+        # sent before the dispute opened, completed while it is open: the order stays
+        # disputed; the dispute's closing settles its status from what was refunded
+        kept: dict[str, Any] = {"dispute_open": True}
+    else:
+        target = OrderStatus.REFUNDED if full else OrderStatus.PARTIALLY_REFUNDED
+        if _go(order, target):
+            await move(session, order, target, actor=actor, manual=False,
+                       reason=f"refund {refund_id}")
+        kept = _money_to(order, PaymentStatus.REFUNDED if full
+                         else PaymentStatus.PARTIALLY_REFUNDED)
     record(session, AuditLog, actor, "refund.succeeded", "order", order.id,
            {"refund_id": str(row.id), "provider_refund_id": refund_id, "amount": amount,
-            "refunded_total": total, **_money_to(order, money)})
+            "refunded_total": total, **kept})
     # the refund's own trail ends where the provider said it did
     record(session, AuditLog, actor, "refund.succeeded", "refund", row.id,
            {"provider_refund_id": refund_id, "amount": amount, "by": "webhook"})
@@ -155,6 +163,8 @@ async def _refund_failed(session: AsyncSession, order: Any, attempt: Payment,
         row.failure_reason = _text((event.get("data") or {}).get("failure_message")
                                    or (event.get("data") or {}).get("failure_code"), 2000)
         row.completed_at = utcnow()
+        await session.flush()
+        await outgoing.refunds(session, EventType.REFUND_FAILED, [row.id])
     record(session, AuditLog, actor, "refund.failed_at_provider", "order", order.id,
            {"provider_refund_id": refund_id,
             "refund_id": str(row.id) if row is not None else None,
@@ -217,14 +227,23 @@ async def _dispute_closed(session: AsyncSession, order: Any, attempt: Payment,
     kept: dict[str, Any] = {"disputes_still_open": True} if still_open is not None else {}
     if order.status == OrderStatus.DISPUTED and still_open is None:
         if not lost:
-            # back to where the money was: refunds made before the dispute still stand
+            # back to where the money is: refunds made before the dispute still stand, and
+            # so do refunds sent before it that completed while it was open
             refunded = await refunds.succeeded_total(session, attempt.id)
-            fallback = OrderStatus.PARTIALLY_REFUNDED if refunded else OrderStatus.PAID
+            if refunded >= attempt.amount:
+                fallback, money = OrderStatus.REFUNDED, PaymentStatus.REFUNDED
+            elif refunded:
+                fallback, money = OrderStatus.PARTIALLY_REFUNDED, \
+                    PaymentStatus.PARTIALLY_REFUNDED
+            else:
+                fallback, money = OrderStatus.PAID, PaymentStatus.PAID
             before = OrderStatus(row.order_status_before or fallback)
+            if refunded and before not in (OrderStatus.PARTIALLY_REFUNDED,
+                                           OrderStatus.REFUNDED):
+                before = fallback  # a refund completed during the dispute
             target = before if _go(order, before) else fallback
             await move(session, order, target, actor=actor, manual=False,
                        reason=f"dispute {dispute_id} won")
-            money = PaymentStatus.PARTIALLY_REFUNDED if refunded else PaymentStatus.PAID
         else:
             await move(session, order, OrderStatus.REFUNDED, actor=actor, manual=False,
                        reason=f"dispute {dispute_id} won, another lost"

@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("core", "owner", "tenant", "workers", "migrations", "app.py")
 
-BANNED_MODULES = ("stripe", "localstripe", "paystack", "flutterwave")
-BANNED_PROVIDER_PACKAGES = ("providers.stripe", "providers.paystack", "providers.flutterwave")
+BANNED_MODULES = ("stripe", "localstripe", "paystack", "flutterwave", "polar", "polar_sdk")
+BANNED_PROVIDER_PACKAGES = ("providers.stripe", "providers.paystack", "providers.flutterwave",
+                            "providers.polar")
 #: Strings that only make sense inside a provider's wire format.
 WIRE_VOCABULARY = (
     "stripe-signature",

@@ -8,7 +8,7 @@ import pytest
 from providers.base import PaymentProvider, ProviderConfig
 from providers.registry import PROVIDERS, UnknownProvider, build_provider, get_provider_class
 
-EXPECTED = {"sandbox", "stripe", "paystack", "flutterwave", "bank_transfer", "cash"}
+EXPECTED = {"sandbox", "stripe", "paystack", "flutterwave", "polar", "bank_transfer", "cash"}
 KEY_NAMES = {"public_key", "secret_key", "webhook_secret"}
 
 

@@ -622,3 +622,28 @@ async def test_interleaved_disputes_keep_the_order_disputed_until_the_last_close
                                                        4_000, "won")) == "processed"
     state = await order(client, tenant, o["order_id"])
     assert (state["status"], state["payment_status"]) == ("refunded", "refunded")
+
+
+async def test_a_refund_completing_during_a_dispute_keeps_the_order_disputed(
+        client, make_tenant):
+    """Found by the 100,000-step run (seed 582732479): a refund sent before a dispute
+    opened, whose webhook arrives while the dispute is open, moved the order out of
+    ``disputed``. It stays disputed; the win then settles it from what was refunded."""
+    from tests.workers.helpers import open_order, order, success_event
+    from tests.workers.test_payment_states import _apply
+    from tests.workers.test_refunds_disputes import _refund
+
+    tenant = await sandbox_shop(client, make_tenant, "refdisp")
+    o = await open_order(client, tenant, amount=5_000)
+    assert await _apply(client, tenant, success_event(o)) == "processed"
+    assert await _apply(client, tenant, _dispute_event(o, "dp_late", "dispute.created",
+                                                       3_000)) == "processed"
+    assert await _apply(client, tenant, _refund(o, "re_sent_before", 2_000)) == "processed"
+    state = await order(client, tenant, o["order_id"])
+    assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
+        "disputed", "disputed", 2_000)
+    assert await _apply(client, tenant, _dispute_event(o, "dp_late", "dispute.closed", 3_000,
+                                                       "won")) == "processed"
+    state = await order(client, tenant, o["order_id"])
+    assert (state["status"], state["payment_status"], state["amount_refunded"]) == (
+        "partially_refunded", "partially_refunded", 2_000)

@@ -19,7 +19,7 @@ the coupon's), posted as a discount when the order is paid.
 ``commission_hold_days`` (default 14, 0 allowed).
 
 Revision ID: 0013_referrals
-Revises: 0011_coupons
+Revises: 0012_outgoing_webhooks
 """
 
 from collections.abc import Sequence
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013_referrals"
-down_revision: str | Sequence[str] | None = "0011_coupons"
+down_revision: str | Sequence[str] | None = "0012_outgoing_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
