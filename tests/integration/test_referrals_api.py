@@ -182,6 +182,9 @@ async def test_discount_after_the_coupon_and_tiers_across_500_dollars(client, ma
     assert (first["subtotal"], first["discount"], first["referral_discount"], first["total"],
             first["coupon_code"], first["referral_code"]) == (
         40_000, 7_600, 3_600, 32_400, "TENOFF", "Pal")
+    shown = await get_order(client, tenant, first["id"])
+    assert (shown["discount"], shown["referral_discount"], shown["referral_code"]) == (
+        7_600, 3_600, "Pal")
     one = await commission_of(client, tenant, first["id"])
     assert {k: one[k] for k in ("referral_code", "referrer_email", "base_amount", "amount",
                                 "currency", "rate_percent", "tier", "amount_usd", "fx_rate",
@@ -284,8 +287,15 @@ async def test_the_scheduler_approves_after_the_hold_then_mark_paid(client, make
                              params={"entity_type": "commission", "entity_id": held["id"]})
     assert [e["action"] for e in trail.json()["data"]] == ["commission.paid"]
     ledger = await balances(client, tenant, "USD")
-    assert (ledger["commissions/USD"], ledger["commissions_payable/USD"], ledger["cash_at_bank/USD"]) \
-        == (2_000, 0, -2_000)
+    assert (ledger["commissions/USD"], ledger["commissions_payable/USD"],
+            ledger["cash_at_bank/USD"]) == (2_000, 0, -2_000)
+
+    # paid out: a later refund leaves the commission as it is; the revenue still drops
+    await confirm(client, tenant, await refund(client, tenant, made["id"], amount=4_000))
+    after = await commission_of(client, tenant, made["id"])
+    assert (after["status"], after["amount"]) == ("paid", 2_000)
+    codes = (await client.get("/v1/referral-codes", headers=tenant.headers)).json()["data"]
+    assert [c["referred_revenue_usd"] for c in codes] == [6_000]
 
 
 async def test_twenty_concurrent_paid_orders_of_one_referrer_lose_no_update(client,
