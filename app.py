@@ -50,6 +50,7 @@ from tenant.pages.controllers import pay_router
 from tenant.payments.controllers import OrderPaymentController, PaymentController
 from tenant.products.controllers import ProductController
 from tenant.provider_configs.controllers import ProviderConfigController
+from tenant.referrals.controllers import CommissionController, ReferralCodeController
 from tenant.refunds.controllers import OrderRefundController, RefundController
 from tenant.reports.controllers import ReportController
 from tenant.settings.controllers import SettingsController
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastLanes:
             ProductController, OrderController, OrderPaymentController, PaymentController,
             LedgerController, SettingsController, pay_router,
             RefundController, OrderRefundController, DisputeController, EntitlementController,
-            CouponController, ReportController,
+            CouponController, ReportController, ReferralCodeController, CommissionController,
             WebhookEndpointController, WebhookDeliveryController,
             docs_ui.assets_router(),
         ],

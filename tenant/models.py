@@ -13,6 +13,7 @@ from tenant.orders.models import Order, OrderItem, Reservation
 from tenant.outgoing.models import OutgoingDelivery, OutgoingEvent, WebhookEndpoint
 from tenant.payments.models import Payment
 from tenant.products.models import Product
+from tenant.referrals.models import Commission, ReferralCode, Referrer
 from tenant.refunds.models import Refund
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.settings.models import TenantSettingsRow
@@ -20,6 +21,7 @@ from tenant.webhooks.models import WebhookEvent
 
 __all__ = [
     "AuditLog",
+    "Commission",
     "Coupon",
     "CouponRedemption",
     "Dispute",
@@ -36,6 +38,8 @@ __all__ = [
     "Payment",
     "Product",
     "ProviderConfigRow",
+    "ReferralCode",
+    "Referrer",
     "Refund",
     "Reservation",
     "TenantSettingsRow",

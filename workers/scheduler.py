@@ -113,6 +113,14 @@ async def sync_coupon_discounts(runtime: Runtime, tenant: TenantContext) -> int:
     return len(ids) if sent else 0
 
 
+async def approve_commissions(runtime: Runtime, tenant: TenantContext) -> int:
+    """Commissions whose hold (``commission_hold_days``) is over: ``pending → approved``."""
+    from tenant.referrals.commissions import approve_due
+
+    async with runtime.tenant_session(tenant.db_url) as session:
+        return len(await approve_due(session, utcnow()))
+
+
 async def purge_idempotency_keys(runtime: Runtime, tenant: TenantContext) -> int:
     """Idempotency keys are kept at least 24 h; older ones go."""
     from core.idempotency import purge_expired
@@ -152,6 +160,7 @@ JOBS: tuple[Job, ...] = (
     Job("deliver_outgoing_webhooks", 30, deliver_outgoing_webhooks),
     Job("expire_reservations", 60, expire_reservations),
     Job("sync_coupon_discounts", 10, sync_coupon_discounts),
+    Job("approve_commissions", 60, approve_commissions),
     Job("cancel_unpaid_orders", 3600, cancel_unpaid),
     Job("reconcile", 900, reconcile),
     Job("purge_idempotency_keys", 3600, purge_idempotency_keys),

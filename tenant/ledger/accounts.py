@@ -18,6 +18,10 @@ DISPUTES = "disputes"
 DISPUTE_LOSSES = "dispute_losses"
 PLATFORM_FEES = "platform_fees"
 COMMISSIONS_PAYABLE = "commissions_payable"
+#: Referral commissions earned by referrers (expense), owed until paid (payable).
+COMMISSIONS = "commissions"
+#: The tenant's own bank: money paid out outside Paymesh (commissions marked paid).
+CASH_AT_BANK = "cash_at_bank"
 TAX_PAYABLE = "tax_payable"
 CASH_ON_HAND = "cash_on_hand"
 CLEARING_PREFIX = "provider_clearing:"
@@ -32,6 +36,8 @@ CHART: dict[str, tuple[str, AccountType]] = {
     DISPUTE_LOSSES: ("Lost disputes and dispute fees", AccountType.EXPENSE),
     PLATFORM_FEES: ("Platform fees", AccountType.EXPENSE),
     COMMISSIONS_PAYABLE: ("Commissions payable", AccountType.LIABILITY),
+    COMMISSIONS: ("Referral commissions", AccountType.EXPENSE),
+    CASH_AT_BANK: ("Cash at bank (payouts made outside Paymesh)", AccountType.ASSET),
     TAX_PAYABLE: ("Tax payable", AccountType.LIABILITY),
     CASH_ON_HAND: ("Cash on hand (payments taken at the desk)", AccountType.ASSET),
 }

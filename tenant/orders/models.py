@@ -71,6 +71,8 @@ class Order(IdMixin, TimestampMixin, TenantBase):
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(7, 4), default=Decimal(0))
     coupon_code: Mapped[str | None] = mapped_column(String(COUPON_LEN))
     referral_code: Mapped[str | None] = mapped_column(String(COUPON_LEN))
+    #: The part of ``discount`` the referral code gave (the rest is the coupon's).
+    referral_discount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     #: Anomalies for staff: late payment on a cancelled order, oversold stock, …
     flags: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")

@@ -64,7 +64,10 @@ class OrderOut(msgspec.Struct, kw_only=True):
     currency: str
     customer_email: str
     subtotal: int
+    #: Every discount: the coupon's, then the referral code's on what the coupon left.
     discount: int
+    #: The part of ``discount`` the referral code gave.
+    referral_discount: int = 0
     tax: int
     tax_rate: Decimal
     total: int

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.audit import Actor, audit_row
 from core.db import fetch_page, utcnow, where_state
-from core.errors import NotFound, UnprocessableError, ValidationError
+from core.errors import NotFound, ValidationError
 from core.money import normalize_currency, plain_decimal
 from core.runtime import Runtime
 from core.sql import Transaction, json_param, orm, sql
@@ -37,6 +37,7 @@ from tenant.products.models import ProductKind
 from tenant.provider_configs import service as provider_configs
 from tenant.provider_configs import snapshots
 from tenant.provider_configs.snapshots import CONFIGS_VERSION_SQL
+from tenant.referrals import service as referrals
 from tenant.settings import service as settings_service
 from tenant.settings.models import DEFAULT_RESERVATION_TTL_MINUTES
 
@@ -55,7 +56,8 @@ def to_out(order: Order | SimpleNamespace, pay_base: str) -> OrderOut:
         id=str(order.id), number=order.number, status=order.status,
         payment_status=order.payment_status, fulfillment=order.fulfillment,
         currency=order.currency, customer_email=order.customer_email,
-        subtotal=order.subtotal, discount=order.discount, tax=order.tax,
+        subtotal=order.subtotal, discount=order.discount,
+        referral_discount=getattr(order, "referral_discount", 0) or 0, tax=order.tax,
         tax_rate=plain_decimal(order.tax_rate),
         total=order.total, original_amount=order.original_amount,
         pay_url=f"{pay_base}/{order.pay_token}",
@@ -74,9 +76,6 @@ def to_out(order: Order | SimpleNamespace, pay_base: str) -> OrderOut:
 
 
 def _check_extras(data: OrderIn) -> None:
-    if data.referral_code is not None:
-        raise UnprocessableError("referral_code is not supported yet",
-                                 code="not_supported_yet", param="referral_code")
     if len(data.metadata) > MAX_METADATA_KEYS or any(len(k) > 40 for k in data.metadata):
         raise ValidationError(f"metadata takes at most {MAX_METADATA_KEYS} keys of up to "
                               "40 characters", param="metadata")
@@ -204,7 +203,13 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
               else await coupons.find_for_order(statements, data.coupon_code, currency, now))
     amounts = [line.amount for line in lines]
     discount = coupon.discount_on(sum(amounts)) if coupon is not None else 0
-    totals = pricing.compute(amounts, tax_rate, discount)
+    # the referral discount comes off what the coupon left (docs/referrals.md)
+    referral = (None if data.referral_code is None
+                else await referrals.find_for_order(statements, data.referral_code,
+                                                    data.customer_email))
+    referral_discount = (referral.discount_on(sum(amounts) - discount)
+                         if referral is not None else 0)
+    totals = pricing.compute(amounts, tax_rate, discount + referral_discount)
     fulfillment = (Fulfillment.PHYSICAL if any(line.kind == ProductKind.PHYSICAL for line in lines)
                    else Fulfillment.DIRECT)
     # the new row's attributes (not an ORM object: it is written with one statement below)
@@ -214,7 +219,9 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         fulfillment=fulfillment, currency=currency, customer_email=data.customer_email.strip(),
         subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax, total=totals.total,
         original_amount=totals.original_amount, tax_rate=tax_rate,
-        coupon_code=coupon.code if coupon is not None else None, referral_code=None,
+        coupon_code=coupon.code if coupon is not None else None,
+        referral_code=referral.code if referral is not None else None,
+        referral_discount=referral_discount,
         meta=dict(data.metadata), flags={}, items=lines,
         status_reason=None, paid_at=None, cancelled_at=None, created_at=now, updated_at=now,
     )
@@ -229,7 +236,10 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
                       {"total": order.total, "currency": currency, "items": len(lines),
                        "reserved": {str(k): v for k, v in wanted.items()},
                        **({"coupon_code": coupon.code, "discount": discount}
-                          if coupon is not None else {})})
+                          if coupon is not None else {}),
+                       **({"referral_code": referral.code,
+                           "referral_discount": referral_discount}
+                          if referral is not None else {})})
     order.number = await statements.fetchval(
         _INSERT_ORDER, order.id, order.pay_token, order.status, order.payment_status,
         order.fulfillment, currency, order.customer_email, order.subtotal, order.discount,
@@ -242,6 +252,8 @@ async def create_order(db: AsyncSession | Transaction, data: OrderIn, *, actor: 
         *audit.columns([entry]))
     if coupon is not None:
         await coupons.reserve(statements, coupon, order.id, discount, currency, now)
+    if referral is not None:
+        await referrals.apply_to_order(statements, referral, order.id, referral_discount)
     if wanted:
         expires = now + timedelta(minutes=ttl)
         await reservations.reserve(await orm(db), order.id, wanted, expires)

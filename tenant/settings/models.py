@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -15,12 +16,15 @@ from sqlalchemy import (
     Uuid,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import TenantBase, utcnow
 
 DEFAULT_RESERVATION_TTL_MINUTES = 30
 DEFAULT_UNPAID_AUTO_CANCEL_HOURS = 24
+DEFAULT_COMMISSION_HOLD_DAYS = 14
+MAX_COMMISSION_HOLD_DAYS = 3650
 
 
 class TenantSettingsRow(TenantBase):
@@ -40,6 +44,11 @@ class TenantSettingsRow(TenantBase):
     operating_costs_monthly: Mapped[int] = mapped_column(BigInteger, default=0,
                                                          server_default="0")
     operating_costs_currency: Mapped[str | None] = mapped_column(String(3))
+    #: ``[{name, min_referred_revenue_usd, rate_percent}]``; ``None``: the default tiers
+    #: (:data:`tenant.referrals.tiers.DEFAULT_TIERS`).
+    commission_tiers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    commission_hold_days: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_COMMISSION_HOLD_DAYS, server_default="14")
     updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, server_default=func.now(), onupdate=utcnow)
@@ -51,4 +60,5 @@ class TenantSettingsRow(TenantBase):
         CheckConstraint("tax_rate >= 0 AND tax_rate < 100", name="tax_rate_range"),
         CheckConstraint("operating_costs_monthly >= 0 AND (operating_costs_monthly = 0 "
                         "OR operating_costs_currency IS NOT NULL)", name="operating_costs"),
+        CheckConstraint("commission_hold_days BETWEEN 0 AND 3650", name="hold_days_range"),
     )

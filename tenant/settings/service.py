@@ -17,12 +17,15 @@ from core.audit import Actor, record
 from core.errors import ValidationError
 from core.money import normalize_currency, plain_decimal
 from tenant.audit.models import AuditLog
+from tenant.referrals import tiers as commission_tiers
 from tenant.settings.models import (
+    DEFAULT_COMMISSION_HOLD_DAYS,
     DEFAULT_RESERVATION_TTL_MINUTES,
     DEFAULT_UNPAID_AUTO_CANCEL_HOURS,
+    MAX_COMMISSION_HOLD_DAYS,
     TenantSettingsRow,
 )
-from tenant.settings.schemas import SettingsOut, SettingsPatch
+from tenant.settings.schemas import CommissionTier, SettingsOut, SettingsPatch
 
 #: The largest monthly operating cost accepted (minor units; far below BIGINT).
 MAX_OPERATING_COSTS = 10**15
@@ -35,6 +38,8 @@ class TenantSettings:
     tax_rate: Decimal = Decimal(0)
     operating_costs_monthly: int = 0
     operating_costs_currency: str | None = None
+    commission_tiers: tuple[commission_tiers.Tier, ...] = commission_tiers.DEFAULT_TIERS
+    commission_hold_days: int = DEFAULT_COMMISSION_HOLD_DAYS
     updated_at: datetime | None = None
 
     def out(self) -> SettingsOut:
@@ -43,6 +48,11 @@ class TenantSettings:
                            tax_rate=plain_decimal(self.tax_rate),
                            operating_costs_monthly=self.operating_costs_monthly,
                            operating_costs_currency=self.operating_costs_currency,
+                           commission_tiers=[CommissionTier(
+                               name=t.name, min_referred_revenue_usd=t.min_referred_revenue_usd,
+                               rate_percent=plain_decimal(t.rate_percent))
+                               for t in self.commission_tiers],
+                           commission_hold_days=self.commission_hold_days,
                            updated_at=self.updated_at)
 
 
@@ -54,6 +64,8 @@ def _of(row: TenantSettingsRow | None) -> TenantSettings:
                           tax_rate=Decimal(row.tax_rate),
                           operating_costs_monthly=row.operating_costs_monthly or 0,
                           operating_costs_currency=row.operating_costs_currency,
+                          commission_tiers=commission_tiers.of_settings(row.commission_tiers),
+                          commission_hold_days=row.commission_hold_days,
                           updated_at=row.updated_at)
 
 
@@ -88,10 +100,24 @@ def _check(patch: SettingsPatch) -> None:
     if isinstance(code, str):
         patch.operating_costs_currency = normalize_currency(
             code, param="operating_costs_currency")
+    days = patch.commission_hold_days
+    if days is not msgspec.UNSET and not 0 <= days <= MAX_COMMISSION_HOLD_DAYS:
+        raise ValidationError(f"commission_hold_days must be between 0 and "
+                              f"{MAX_COMMISSION_HOLD_DAYS}", param="commission_hold_days")
+
+
+def _tiers_column(patch: SettingsPatch) -> list[dict[str, object]] | None:
+    """The ``commission_tiers`` column for a patch that sets them (validated)."""
+    given = patch.commission_tiers
+    if given is None or given is msgspec.UNSET:
+        return None
+    return [t.as_json() for t in commission_tiers.parse(
+        [msgspec.structs.asdict(t) for t in given])]
 
 
 async def update(session: AsyncSession, patch: SettingsPatch, actor: Actor) -> TenantSettings:
     _check(patch)
+    _tiers_column(patch)  # a malformed table is refused before anything is locked
     row = await session.get(TenantSettingsRow, 1, with_for_update=True)
     if row is None:
         row = TenantSettingsRow(id=1, reservation_ttl_minutes=DEFAULT_RESERVATION_TTL_MINUTES,
@@ -99,6 +125,8 @@ async def update(session: AsyncSession, patch: SettingsPatch, actor: Actor) -> T
                                 tax_rate=Decimal(0))
         session.add(row)
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if "commission_tiers" in changes:
+        changes["commission_tiers"] = _tiers_column(patch)
     for name, value in changes.items():
         setattr(row, name, value)
     if (row.operating_costs_monthly or 0) > 0 and row.operating_costs_currency is None:

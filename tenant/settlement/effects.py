@@ -124,6 +124,7 @@ EFFECT_MODULES: tuple[str, ...] = (
     "tenant.orders.effects",
     "tenant.notifications.effects",
     "tenant.entitlements.effects",
+    "tenant.referrals.effects",
     "tenant.coupons.effects",
     "tenant.outgoing.effects",
     "tenant.reports.effects",

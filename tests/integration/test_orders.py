@@ -147,7 +147,7 @@ async def test_orders_are_isolated_between_tenants(client, make_tenant):
          400, "unknown_product", "items[0].product_id"),
         ({"items": [{"quantity": 1, "product_id": "not-a-uuid"}]}, 400, None, None),
         ({"coupon_code": "SAVE10"}, 422, "coupon_invalid", "coupon_code"),  # no such coupon
-        ({"referral_code": "FRIEND"}, 422, "not_supported_yet", "referral_code"),
+        ({"referral_code": "FRIEND"}, 422, "referral_code_invalid", "referral_code"),
         ({"surprise": True}, 400, None, None),
         ({"metadata": {"k": 1}}, 400, None, None),
     ],

@@ -4,7 +4,7 @@ one covering index on ``paid_at`` answers a period's totals by an index-only sca
 tenant's operating costs (a monthly amount in a currency) are a setting.
 
 Revision ID: 0014_report_indexes
-Revises: 0012_outgoing_webhooks
+Revises: 0013_referrals
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_report_indexes"
-down_revision: str | Sequence[str] | None = "0012_outgoing_webhooks"
+down_revision: str | Sequence[str] | None = "0013_referrals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
