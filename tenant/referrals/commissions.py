@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,7 +110,19 @@ _APPROVE = f"""
 
 async def approve_due(db: AsyncSession | Transaction, now: datetime | None = None,
                       ) -> list[uuid.UUID]:
-    """The scheduler's job: approve every commission whose hold is over (one statement)."""
-    rows = await (await sql(db)).fetch(_APPROVE, now or utcnow(),
-                                       DEFAULT_COMMISSION_HOLD_DAYS)
-    return [row["id"] for row in rows]
+    """The scheduler's job: approve every commission whose hold is over (one statement),
+    and write their ``commission.approved`` events to the outgoing webhooks' outbox in the
+    same transaction."""
+    from tenant.outgoing import events
+
+    now = now or utcnow()
+    rows = await (await sql(db)).fetch(_APPROVE, now, DEFAULT_COMMISSION_HOLD_DAYS)
+    approved = [row["id"] for row in rows]
+    if approved:
+        session = await db.orm() if isinstance(db, Transaction) else db
+        found = (await session.scalars(select(Commission).where(
+            Commission.id.in_(approved)))).all()
+        await events.objects(db, events.EventType.COMMISSION_APPROVED, [
+            (f"commission.approved:{row.id}", msgspec.to_builtins(to_out(row)))
+            for row in found], now=now)
+    return approved

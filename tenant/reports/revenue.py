@@ -157,19 +157,27 @@ async def from_orders(db: Sql, period: Period, group_by: GroupBy) -> Grouped:
     return grouped
 
 
+_COMMISSIONS_SQL = """
+    SELECT o.currency, {key} AS key, COALESCE(sum(c.amount), 0) AS commissions
+    FROM commissions c JOIN orders o ON o.id = c.order_id
+    WHERE c.status <> 'cancelled'
+      AND o.paid_at IS NOT NULL AND o.paid_at >= $1 AND o.paid_at < $2
+    GROUP BY 1, 2
+"""
+
+
 async def add_commissions(db: Sql, period: Period, group_by: GroupBy,
                           grouped: Grouped) -> None:
-    """WIRING POINT for referrals (T14, branch i-referrals): add each group's commissions
-    (what is still owed or paid on the period's orders: ``amount`` of commissions not
-    ``cancelled``, per order currency and key) to ``grouped[(currency, key)].commissions``.
-    No commission exists before that branch lands (no table, no ledger posting), so the
-    figure is truly zero until then. The ledger source already reads the ``commissions``
-    expense account (created: debit; reduced or cancelled: credit; paid out only moves
-    ``commissions_payable``), so the agreement check fails loudly if this is left unwired
-    once commissions are posted. Wiring: ``SELECT o.currency, <key>, sum(c.amount) FROM
-    commissions c JOIN orders o ON o.id = c.order_id WHERE c.status <> 'cancelled' AND
-    o.paid_at in the period GROUP BY 1, 2``."""
-    return
+    """Each group's referral commissions: what is owed or paid on the period's orders
+    (``amount`` of commissions not ``cancelled``, already reduced by partial refunds), in
+    the order's currency. The ledger source reads the same from the ``commissions``
+    expense account (debited on creation, credited on reduction or cancellation; a payout
+    only moves ``commissions_payable``)."""
+    rows = await db.fetch(_COMMISSIONS_SQL.format(key=_KEY[group_by]),
+                          period.start, period.end)
+    for r in rows:
+        grouped.setdefault((r["currency"], r["key"]), Sums()).commissions += int(
+            r["commissions"])
 
 
 async def from_ledger(db: Sql, period: Period, group_by: GroupBy) -> Grouped:

@@ -24,7 +24,9 @@ from tests.integration.test_orders_support import (
     tenant_db,
 )
 from tests.integration.test_refunds_api import confirm, refund
+from tests.reports_check import assert_reports_agree
 from tests.workers.helpers import sandbox_shop
+from tests.workers.test_outgoing_webhooks import allow_private, register  # noqa: F401
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("gateway")]
 
@@ -245,6 +247,8 @@ async def test_refunds_reduce_then_cancel_and_the_revenue_follows(client, make_t
     assert await tier_notices(tenant.slug) == [("ref.erer@example.com", "silver"),
                                                ("ref.erer@example.com", "bronze")]
     assert (await balances(client, tenant, "USD"))["commissions_payable/USD"] == 9_000
+    # the revenue report counts what is still owed, from the orders and from the ledger
+    assert (await assert_reports_agree(client, tenant))["totals"]["commissions"] == 9_000
 
     await confirm(client, tenant, await refund(client, tenant, made["id"]))  # the rest
     cancelled = await commission_of(client, tenant, made["id"])
@@ -255,10 +259,15 @@ async def test_refunds_reduce_then_cancel_and_the_revenue_follows(client, make_t
     assert_error(await client.post(f"/v1/commissions/{cancelled['id']}/mark-paid",
                                    headers=tenant.headers), 409, "commission_not_approved")
     assert await approve(tenant.slug) == 0  # a cancelled one is never approved
+    assert (await assert_reports_agree(client, tenant))["totals"]["commissions"] == 0
 
 
-async def test_the_scheduler_approves_after_the_hold_then_mark_paid(client, make_tenant):
+async def test_the_scheduler_approves_after_the_hold_then_mark_paid(client, make_tenant,
+                                                                   allow_private):
     tenant = await sandbox_shop(client, make_tenant, "refapprove")
+    # the tenant's systems hear of approvals (an endpoint that takes nothing else)
+    hook = await register(client, tenant, "http://127.0.0.1:9/commissions",
+                          events=["commission.approved"])
     await make_code(client, tenant, "Held", discount_percent=0)
     made = await pay(client, tenant, 10_000, referral_code="held")
     held = await commission_of(client, tenant, made["id"])
@@ -274,6 +283,14 @@ async def test_the_scheduler_approves_after_the_hold_then_mark_paid(client, make
     approved = await commission_of(client, tenant, made["id"])
     assert approved["status"] == "approved" and approved["approved_at"]
     assert await approve(tenant.slug) == 0
+    sent = await client.get(f"/v1/webhook-endpoints/{hook['id']}/deliveries",
+                            headers=tenant.headers)
+    assert [d["event_type"] for d in sent.json()["data"]] == ["commission.approved"]
+    async with tenant_db(tenant.slug) as session:
+        data = (await session.execute(text(
+            "SELECT data FROM outgoing_events WHERE type = 'commission.approved'"))).scalar_one()
+    assert (data["id"], data["status"], data["amount"]) == (
+        held["id"], "approved", approved["amount"])
 
     paid = await client.post(f"/v1/commissions/{held['id']}/mark-paid",
                              headers=tenant.headers)
@@ -296,6 +313,7 @@ async def test_the_scheduler_approves_after_the_hold_then_mark_paid(client, make
     assert (after["status"], after["amount"]) == ("paid", 2_000)
     codes = (await client.get("/v1/referral-codes", headers=tenant.headers)).json()["data"]
     assert [c["referred_revenue_usd"] for c in codes] == [6_000]
+    assert (await assert_reports_agree(client, tenant))["totals"]["commissions"] == 2_000
 
 
 async def test_twenty_concurrent_paid_orders_of_one_referrer_lose_no_update(client,
