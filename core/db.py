@@ -176,11 +176,14 @@ def _null_pool() -> Any:
 
 
 async def fetch_page(session: AsyncSession, query: Select[Any], page: int,
-                     limit: int) -> tuple[list[Any], bool]:
+                     limit: int, *, tuples: bool = False) -> tuple[list[Any], bool]:
     """Page ``page`` of ``query``'s rows (``page`` and ``limit`` checked by
     :func:`core.http.page_params`): ``LIMIT limit + 1`` tells whether another page follows.
-    Every list endpoint pages through here. Returns (the page's rows, has_more)."""
-    rows = list((await session.scalars(query.offset((page - 1) * limit).limit(limit + 1))).all())
+    Every list endpoint pages through here. Returns (the page's rows, has_more): each row
+    its first column, or (``tuples``) all of its columns."""
+    paged = query.offset((page - 1) * limit).limit(limit + 1)
+    rows = list((await session.execute(paged)).all() if tuples
+                else (await session.scalars(paged)).all())
     return rows[:limit], len(rows) > limit
 
 

@@ -24,9 +24,6 @@ slow endpoint never holds up another endpoint or tenant.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -36,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from core import metrics
+from core import metrics, standard_webhooks
 from core.audit import Actor, record
 from core.db import utcnow
 from core.errors import PaymeshError
@@ -112,11 +109,12 @@ def event_body(event_id: uuid.UUID, kind: str, created_at: datetime,
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed by the secret's
-    base64-decoded part (after ``whsec_``), per the Standard Webhooks spec."""
-    key = base64.b64decode(secret.removeprefix(secrets.PREFIX))
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    """One Standard Webhooks signature (:mod:`core.standard_webhooks`) under an
+    endpoint's secret."""
+    key = standard_webhooks.secret_key(secret)
+    if key is None:
+        raise ValueError("an endpoint secret is a Standard Webhooks secret")
+    return standard_webhooks.sign(key, msg_id, timestamp, body)
 
 
 def signature_header(live_secrets: list[str], msg_id: str, timestamp: int,

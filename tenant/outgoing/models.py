@@ -37,7 +37,7 @@ class WebhookEndpoint(IdMixin, TimestampMixin, TenantBase):
     #: Why it was disabled by Paymesh (``gone`` on a 410, ``failing`` after days of
     #: failures); None when enabled or disabled by the tenant.
     disabled_reason: Mapped[str | None] = mapped_column(String(40))
-    #: The signing secret (``whsec_…``), encrypted with the tenant's data key.
+    #: The signing secret (Standard Webhooks), encrypted with the tenant's data key.
     secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
     #: The secret before the last rotation, still signing until ``previous_expires_at``.
     previous_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -1,27 +1,26 @@
-"""Endpoint signing secrets: ``whsec_`` + base64 of 32 random bytes, encrypted at rest
+"""Endpoint signing secrets: Standard Webhooks secrets (:mod:`core.standard_webhooks`,
+base64 of 32 random bytes), encrypted at rest
 with the tenant's data key like provider credentials (AES-256-GCM, bound to the tenant,
 the endpoint and the field), shown in clear only when created or rotated."""
 
 from __future__ import annotations
 
-import base64
-import secrets as random
 import uuid
 from datetime import datetime
 
+from core import standard_webhooks
 from core.db import utcnow
 from core.runtime import Runtime
 from core.tenancy import TenantContext
 from tenant.provider_configs.service import data_key
 
-PREFIX = "whsec_"
 SECRET_BYTES = 32
 #: What binds a ciphertext to its use (the associated data's "provider" part).
 _SCOPE = "webhook_endpoint"
 
 
 def new_secret() -> str:
-    return PREFIX + base64.b64encode(random.token_bytes(SECRET_BYTES)).decode()
+    return standard_webhooks.new_secret(SECRET_BYTES)
 
 
 def encrypt(runtime: Runtime, tenant: TenantContext, endpoint_id: uuid.UUID,

@@ -164,8 +164,8 @@ async def deliveries(session: AsyncSession, endpoint_id: uuid.UUID, *, page: int
              .order_by(OutgoingDelivery.created_at.desc(), OutgoingDelivery.attempt.desc(),
                        OutgoingDelivery.id))
     query = where_state(query, OutgoingDelivery.status, status, DeliveryStatus, "status")
-    rows = (await session.execute(query.offset((page - 1) * limit).limit(limit + 1))).all()
-    return [_delivery_out(d, t) for d, t in rows[:limit]], len(rows) > limit
+    rows, more = await fetch_page(session, query, page, limit, tuples=True)
+    return [_delivery_out(d, t) for d, t in rows], more
 
 
 async def redeliver(session: AsyncSession, delivery_id: uuid.UUID,

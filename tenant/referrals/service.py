@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import Actor, record
-from core.db import utcnow
+from core.db import fetch_page, utcnow
 from core.errors import Conflict, NotFound, UnprocessableError
 from core.money import percent_of
 from core.sql import Sql
@@ -115,10 +115,9 @@ async def list_codes(session: AsyncSession, *, page: int, limit: int,
         query = query.where(func.lower(ReferralCode.code) == code.lower())
     if referrer_email:
         query = query.where(Referrer.email == referrer_email.strip().lower())
-    rows = list((await session.execute(query.offset((page - 1) * limit).limit(limit + 1)))
-                .all())
+    rows, more = await fetch_page(session, query, page, limit, tuples=True)
     tiers = await _tiers(session)
-    return [to_out(c, r, tiers) for c, r in rows[:limit]], len(rows) > limit
+    return [to_out(c, r, tiers) for c, r in rows], more
 
 
 async def update(session: AsyncSession, code_id: uuid.UUID, patch: ReferralCodePatch,

@@ -34,8 +34,9 @@ WIRE_VOCABULARY = (
     "latest_charge",
     "transferamount",
     "transfertype",
-    "whsec_",
 )
+# ``whsec_`` is not here: it is the Standard Webhooks secret format, which Paymesh uses for
+# its own outgoing webhooks too (core/standard_webhooks.py).
 
 
 def sources() -> Iterator[Path]:
