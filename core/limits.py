@@ -36,6 +36,9 @@ KEY_LEN = 4096  # provider API keys and secrets
 LIST_LEN = 100  # short lists (payment methods, features, currencies)
 
 Amount = Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+#: An e-mail address, as far as a form can tell (something@somewhere.tld).
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=EMAIL_LEN,
+                                    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 #: An ``integer`` column that only holds small non-negative counts or ranks.
 SmallCount = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
 Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=CURRENCY_LEN)]

@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from core.limits import COUPON_LEN, EMAIL_LEN, Amount, Reason
+from core.limits import COUPON_LEN, Amount, Email, Reason
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=EMAIL_LEN,
-                                    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=COUPON_LEN)]
 

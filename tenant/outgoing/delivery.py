@@ -11,8 +11,9 @@ its outcome recorded in a second one under the endpoint's row lock:
   redelivery is one attempt with no retries;
 - 410 Gone disables the endpoint at once; failures for
   ``PAYMESH_OUTGOING_DISABLE_AFTER_SECONDS`` (five days) with no success disable it too,
-  and the tenant is told: an audit row ``webhook_endpoint.disabled`` (``GET
-  /v1/audit``), the endpoint's ``enabled``/``disabled_reason``, a log line and a metric.
+  and the tenant is told: a notice to its ``notification_email`` (``PATCH /v1/settings``)
+  through the notifications outbox, an audit row ``webhook_endpoint.disabled``, the
+  endpoint's ``enabled``/``disabled_reason``, a log line and a metric.
   (The notifications outbox needs a recipient address, and a tenant has none on
   record yet.)
 
@@ -271,13 +272,28 @@ async def _record(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
 
 async def _disable(db: Any, endpoint_id: uuid.UUID, url: str, reason: str,
                    now: datetime) -> None:
-    """Turn the endpoint off and tell the tenant (audit log, log line, metric)."""
+    """Turn the endpoint off and tell the tenant: a notice to its ``notification_email``
+    (settings) through the notifications outbox, in this transaction; an audit row, a log
+    line and a metric either way."""
+    from tenant.notifications import service as notifications
+
     statements = await sql(db)
     await statements.execute(_DISABLE, endpoint_id, reason, now)
     why = ("it answered 410 Gone" if reason == "gone"
            else "its deliveries have failed for five days")
+    recipient = await statements.fetchval(
+        "SELECT notification_email FROM tenant_settings WHERE id = 1")
+    await notifications.queue(
+        db, recipient=recipient, template="webhook_endpoint_disabled",
+        subject="A webhook endpoint was disabled",
+        body=(f"Paymesh stopped sending webhooks to {url} because {why}. Fix the receiver, "
+              f"then enable the endpoint again (PATCH /v1/webhook-endpoints/{endpoint_id} "
+              '{"enabled": true}) and redeliver what it missed.'),
+        dedupe_key=f"webhook_endpoint.disabled:{endpoint_id}:{now.isoformat()}",
+        data={"endpoint_id": str(endpoint_id), "url": url, "reason": reason})
     record(await orm(db), AuditLog, SYSTEM, "webhook_endpoint.disabled", "webhook_endpoint",
-           endpoint_id, {"reason": reason, "url": url})
+           endpoint_id, {"reason": reason, "url": url,
+                         "notified": recipient is not None})
     metrics.OUTGOING_ENDPOINTS_DISABLED.labels(reason=reason).inc()
     log.warning("webhook endpoint %s disabled: %s", endpoint_id, why)
 

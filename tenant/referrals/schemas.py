@@ -13,12 +13,10 @@ from typing import Annotated
 
 import msgspec
 
-from core.limits import COUPON_LEN, EMAIL_LEN
+from core.limits import COUPON_LEN, Email
 
 ReferralCodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=COUPON_LEN,
                                                pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=EMAIL_LEN,
-                                    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Number = int | float
 
 

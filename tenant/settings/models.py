@@ -44,6 +44,8 @@ class TenantSettingsRow(TenantBase):
     operating_costs_monthly: Mapped[int] = mapped_column(BigInteger, default=0,
                                                          server_default="0")
     operating_costs_currency: Mapped[str | None] = mapped_column(String(3))
+    #: Where the tenant is told about its account (an outgoing webhook endpoint disabled).
+    notification_email: Mapped[str | None] = mapped_column(String(254))
     #: ``[{name, min_referred_revenue_usd, rate_percent}]``; ``None``: the default tiers
     #: (:data:`tenant.referrals.tiers.DEFAULT_TIERS`).
     commission_tiers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from core.limits import Email
+
 #: ``tax_rate`` is a percent, not a fraction: the API schema says so.
 TaxRate = Annotated[Decimal, msgspec.Meta(
     description="Tax rate in percent, as a decimal string: \"8.25\" is 8.25 % (not "
@@ -34,6 +36,8 @@ class SettingsOut(msgspec.Struct, kw_only=True):
     #: prorated over a revenue report's period and taken off its ``net``.
     operating_costs_monthly: int = 0
     operating_costs_currency: str | None = None
+    #: Where the tenant is told about its account (an outgoing webhook endpoint disabled).
+    notification_email: str | None = None
     #: The tiers in force (the defaults until the tenant sets its own).
     commission_tiers: list[CommissionTier]
     #: Days a commission stays ``pending`` before the scheduler approves it.
@@ -49,6 +53,7 @@ class SettingsPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tax_rate: TaxRate | msgspec.UnsetType = msgspec.UNSET
     operating_costs_monthly: int | msgspec.UnsetType = msgspec.UNSET
     operating_costs_currency: str | None | msgspec.UnsetType = msgspec.UNSET
+    notification_email: Email | None | msgspec.UnsetType = msgspec.UNSET
     #: The whole table (ascending thresholds starting at 0); ``null`` restores the defaults.
     commission_tiers: list[CommissionTier] | None | msgspec.UnsetType = msgspec.UNSET
     commission_hold_days: int | msgspec.UnsetType = msgspec.UNSET

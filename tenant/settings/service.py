@@ -38,6 +38,7 @@ class TenantSettings:
     tax_rate: Decimal = Decimal(0)
     operating_costs_monthly: int = 0
     operating_costs_currency: str | None = None
+    notification_email: str | None = None
     commission_tiers: tuple[commission_tiers.Tier, ...] = commission_tiers.DEFAULT_TIERS
     commission_hold_days: int = DEFAULT_COMMISSION_HOLD_DAYS
     updated_at: datetime | None = None
@@ -48,6 +49,7 @@ class TenantSettings:
                            tax_rate=plain_decimal(self.tax_rate),
                            operating_costs_monthly=self.operating_costs_monthly,
                            operating_costs_currency=self.operating_costs_currency,
+                           notification_email=self.notification_email,
                            commission_tiers=[CommissionTier(
                                name=t.name, min_referred_revenue_usd=t.min_referred_revenue_usd,
                                rate_percent=plain_decimal(t.rate_percent))
@@ -64,6 +66,7 @@ def _of(row: TenantSettingsRow | None) -> TenantSettings:
                           tax_rate=Decimal(row.tax_rate),
                           operating_costs_monthly=row.operating_costs_monthly or 0,
                           operating_costs_currency=row.operating_costs_currency,
+                          notification_email=row.notification_email,
                           commission_tiers=commission_tiers.of_settings(row.commission_tiers),
                           commission_hold_days=row.commission_hold_days,
                           updated_at=row.updated_at)

@@ -246,6 +246,9 @@ async def test_rotation_sends_both_signatures_and_410_disables(
         client, make_tenant, allow_private, receiver, start_worker):
     start_worker(env=FAST)
     tenant = await make_tenant("ohrot")
+    told = await client.patch("/v1/settings", json={"notification_email": "ops@clinic.test"},
+                              headers=tenant.headers)
+    assert told.status_code == 200 and told.json()["notification_email"] == "ops@clinic.test"
     endpoint = await register(client, tenant, receiver.url)
     rotated = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
                                 json={"overlap_seconds": 3600}, headers=tenant.headers)
@@ -274,12 +277,55 @@ async def test_rotation_sends_both_signatures_and_410_disables(
     read = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
                              headers=tenant.headers)).json()
     assert read["disabled_reason"] == "gone"
+    assert await notices(tenant.slug) == [("ops@clinic.test", "webhook_endpoint_disabled")]
     failed = await deliveries(client, tenant, endpoint["id"], status="failed")
     assert [d["response_status"] for d in failed] == [410]
     assert await deliveries(client, tenant, endpoint["id"], status="pending") == []
     await new_order(client, tenant)  # a disabled endpoint gets nothing more
     await asyncio.sleep(2)
     assert len(receiver.received) == 2
+
+
+async def notices(slug: str) -> list[tuple[str, str]]:
+    from sqlalchemy import text
+
+    from tests.integration.test_orders_support import tenant_db
+
+    async with tenant_db(slug) as session:
+        return [(r, t) for r, t in (await session.execute(text(
+            "SELECT recipient, template FROM notifications "
+            "WHERE template = 'webhook_endpoint_disabled' ORDER BY created_at"))).all()]
+
+
+async def test_failing_past_the_limit_disables_and_tells_the_tenant(
+        client, make_tenant, allow_private, receiver, start_worker):
+    """Five days of failures in production (``PAYMESH_OUTGOING_DISABLE_AFTER_SECONDS``);
+    three seconds here."""
+    start_worker(env={**FAST, "PAYMESH_OUTGOING_RETRY_SCHEDULE": "2,2,2,2,2,2",
+                      "PAYMESH_OUTGOING_DISABLE_AFTER_SECONDS": "3"})
+    tenant = await make_tenant("ohfail")
+    assert (await client.patch("/v1/settings", json={"notification_email": "not-an-email"},
+                               headers=tenant.headers)).status_code == 400
+    assert (await client.patch("/v1/settings", json={"notification_email": "dev@shop.test"},
+                               headers=tenant.headers)).status_code == 200
+    endpoint = await register(client, tenant, receiver.url)
+    receiver.script = [500] * 20
+    await new_order(client, tenant)
+
+    async def disabled() -> bool:
+        read = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
+                                headers=tenant.headers)
+        return read.json()["enabled"] is False
+
+    await wait_until(disabled, 60, "the endpoint disabled after failing past the limit")
+    read = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
+                             headers=tenant.headers)).json()
+    assert read["disabled_reason"] == "failing"
+    assert await notices(tenant.slug) == [("dev@shop.test", "webhook_endpoint_disabled")]
+    tried = len(receiver.received)
+    assert 2 <= tried < 20  # retried meanwhile, then no more
+    await asyncio.sleep(3)
+    assert len(receiver.received) == tried
 
 
 async def test_a_crash_between_commit_and_enqueue_still_delivers(
