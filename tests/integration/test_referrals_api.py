@@ -459,3 +459,42 @@ async def test_no_rate_in_any_layer_still_records_the_payment(client, make_tenan
     assert (valued["amount_usd"], valued["fx_rate"], valued["fx_source"]) == (
         2_198, "0.91", "api")
     assert (await code_state(client, tenant, code["id"]))["referred_revenue_usd"] == 10_989
+
+
+async def test_a_commissions_rate_falls_through_the_fx_layers(client, make_tenant,
+                                                              owner_headers, fx_runtime,
+                                                              rate_api):  # noqa: F811
+    """Paid VND orders through HTTP while the rate API is up, then slow past its timeout,
+    then answering garbage: each commission says which layer valued it (SPEC 3a, FX)."""
+    import dataclasses
+    from decimal import Decimal
+
+    from tests.fx_api import age_fetched_rates, forget_fx_caches, wipe_rates
+
+    tenant = await sandbox_shop(client, make_tenant, "reffx")
+    await make_code(client, tenant, "Dong", discount_percent=0)
+
+    async def valued(mode: str) -> tuple[str, str]:
+        rate_api.set(mode)
+        forget_fx_caches()
+        made = await pay(client, tenant, 500_000, "VND", referral_code="dong")
+        found = await commission_of(client, tenant, made["id"])
+        return found["fx_source"], found["fx_rate"]
+
+    assert await valued("up") == ("api", "25000")
+    await age_fetched_rates()  # older than PAYMESH_FX_TTL_SECONDS
+    assert await valued("slow") == ("expired", "25000")  # past the timeout: the last known
+    await wipe_rates()
+    fx_runtime.settings = dataclasses.replace(fx_runtime.settings,
+                                              fx_fallback={"VND": Decimal("24500")})
+    assert await valued("garbage") == ("fallback", "24500")
+    assert await valued("error") == ("fallback", "24500")
+    override = await client.put("/v1/owner/fx-rates", json={"rates": {"VND": "24000"}},
+                                headers=owner_headers)
+    assert override.status_code == 200, override.text
+    assert await valued("down") == ("manual", "24000")
+    # 20 % of 500,000 VND = 100,000 VND; at 24,000 per USD: 416.67 US cents → 417
+    made = await commissions(client, tenant)
+    assert sorted(c["amount_usd"] for c in made if c["fx_source"] == "manual") == [417]
+    assert (await client.put("/v1/owner/fx-rates", json={"rates": {"VND": None}},
+                             headers=owner_headers)).status_code == 200
