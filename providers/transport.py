@@ -15,14 +15,17 @@ import hmac
 import json
 import re
 from collections.abc import Awaitable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from core import jsonbody
 from providers.base import (
     BadCredentials,
     CredentialCheck,
+    MalformedWebhook,
     ProviderError,
     ProviderUnavailable,
 )
@@ -68,6 +71,36 @@ def decode_json(response: httpx.Response, *, provider: str) -> Any:
         raise ProviderUnavailable(
             f"{provider} sent a non-JSON answer (HTTP {response.status_code})"
         ) from exc
+
+
+def webhook_object(body: bytes, *, provider: str, **loads: Any) -> dict[str, Any]:
+    """A webhook body that must be a JSON object; :class:`MalformedWebhook` otherwise."""
+    try:
+        event = jsonbody.loads(body, **loads)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedWebhook(f"{provider} webhook body is not JSON") from exc
+    if not isinstance(event, dict):
+        raise MalformedWebhook(f"{provider} webhook body is not an object")
+    return event
+
+
+def iso_datetime(value: Any) -> datetime | None:
+    """A payload's ISO 8601 time, or None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def integer(value: Any, *, digit_strings: bool = False) -> int | None:
+    """A payload's integer (never a bool); ``digit_strings``: also ``"1500"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if digit_strings and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def safe_reference(key: str, *, max_length: int = 64) -> str:

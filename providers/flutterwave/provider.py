@@ -41,6 +41,7 @@ from providers.transport import (
     constant_time_equal,
     credential_check,
     decode_json,
+    iso_datetime,
     safe_reference,
     send,
 )
@@ -253,7 +254,7 @@ class FlutterwaveProvider(PaymentProvider):
             currency=currency,
             reference=data.get("tx_ref"),
             fee_amount=minor_units(data.get("app_fee"), currency) if currency else None,
-            occurred_at=_when(data.get("created_at")),
+            occurred_at=iso_datetime(data.get("created_at")),
             data={
                 "transaction_id": data.get("id"),
                 "flw_ref": data.get("flw_ref"),
@@ -272,11 +273,3 @@ class FlutterwaveProvider(PaymentProvider):
             self._call("GET", "/balances"), ok_message="flutterwave accepted the secret key"
         )
 
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None

@@ -11,18 +11,13 @@ import hashlib
 from decimal import Decimal
 from typing import Any
 
-from core import jsonbody
 from providers.base import MalformedWebhook
+from providers.transport import webhook_object
 
 
 def decode_event(body: bytes) -> tuple[str, dict[str, Any], str]:
     """``(event name, data, provider event id)``; raise :class:`MalformedWebhook` otherwise."""
-    try:
-        event = jsonbody.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedWebhook("flutterwave webhook body is not JSON") from exc
-    if not isinstance(event, dict):
-        raise MalformedWebhook("flutterwave webhook body is not an object")
+    event = webhook_object(body, provider="flutterwave", parse_float=Decimal)
     name = event.get("event") or event.get("event.type")
     data = event.get("data")
     if not isinstance(name, str) or not isinstance(data, dict):

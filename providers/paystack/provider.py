@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from core import jsonbody
 from providers.base import (
     CreatePayment,
     CredentialCheck,
@@ -34,7 +33,15 @@ from providers.base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from providers.transport import credential_check, decode_json, safe_reference, send
+from providers.transport import (
+    credential_check,
+    decode_json,
+    integer,
+    iso_datetime,
+    safe_reference,
+    send,
+    webhook_object,
+)
 
 API_BASE = "https://api.paystack.co"
 SIGNATURE_HEADER = "x-paystack-signature"
@@ -59,22 +66,6 @@ class PaystackRefused(InvalidProviderRequest):
         self.provider_code = provider_code
 
 
-def _int(value: Any) -> int | None:
-    """Paystack sends amounts as integers, occasionally as digit strings."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _metadata(value: Any) -> dict[str, Any]:
@@ -85,6 +76,11 @@ def _metadata(value: Any) -> dict[str, Any]:
         except ValueError:
             return {}
     return value if isinstance(value, dict) else {}
+
+
+def _amount(value: Any) -> int | None:
+    """Paystack sends amounts as integers, occasionally as digit strings."""
+    return integer(value, digit_strings=True)
 
 
 class PaystackProvider(PaymentProvider):
@@ -162,9 +158,9 @@ class PaystackProvider(PaymentProvider):
         return PaymentResult(
             provider_payment_id=data.get("reference") or provider_payment_id,
             state=state,
-            amount=_int(data.get("amount")) or 0,
+            amount=_amount(data.get("amount")) or 0,
             currency=str(data.get("currency", "")).upper(),
-            fee_amount=_int(data.get("fees")),
+            fee_amount=_amount(data.get("fees")),
             failure_code="payment_failed" if failed else None,
             failure_message=data.get("gateway_response") if failed else None,
         )
@@ -182,7 +178,7 @@ class PaystackProvider(PaymentProvider):
         return RefundResult(
             provider_refund_id=str(data["id"]) if data.get("id") is not None else None,
             state=_REFUND_STATES.get(data.get("status", ""), RefundState.PENDING),
-            amount=_int(data.get("amount")) or request.amount,
+            amount=_amount(data.get("amount")) or request.amount,
             currency=currency,
         )
 
@@ -204,11 +200,8 @@ class PaystackProvider(PaymentProvider):
 
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
-        try:
-            event = jsonbody.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedWebhook("paystack webhook body is not JSON") from exc
-        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+        event = webhook_object(body, provider="paystack")
+        if not isinstance(event.get("event"), str):
             raise MalformedWebhook("paystack webhook has no event name")
         if not isinstance(event.get("data"), dict):
             raise MalformedWebhook("paystack webhook has no data object")
@@ -227,11 +220,11 @@ class PaystackProvider(PaymentProvider):
                 provider_event_id=event_id,
                 type=EventType.PAYMENT_SUCCEEDED,
                 provider_payment_id=data.get("reference"),
-                amount=_int(data.get("amount")),
+                amount=_amount(data.get("amount")),
                 currency=currency,
                 reference=data.get("reference"),
-                fee_amount=_int(data.get("fees")),
-                occurred_at=_when(data.get("paid_at") or data.get("paidAt")),
+                fee_amount=_amount(data.get("fees")),
+                occurred_at=iso_datetime(data.get("paid_at") or data.get("paidAt")),
                 data={
                     "order_id": _metadata(data.get("metadata")).get("order_id"),
                     "channel": data.get("channel"),
@@ -250,7 +243,7 @@ class PaystackProvider(PaymentProvider):
                 # with no id, the refund is matched by payment and amount
                 # (tenant.webhooks.money_events)
                 provider_refund_id=str(ident) if ident is not None else None,
-                amount=_int(data.get("amount")),
+                amount=_amount(data.get("amount")),
                 currency=currency,
                 reference=data.get("transaction_reference"),
                 data={"status": data.get("status"),
@@ -263,7 +256,7 @@ class PaystackProvider(PaymentProvider):
             facts: dict[str, Any] = {
                 "status": data.get("status"),
                 "reason": data.get("category"),
-                "refund_amount": _int(data.get("refund_amount")),
+                "refund_amount": _amount(data.get("refund_amount")),
                 "evidence_due_by": data.get("dueAt"),
             }
             if closed:
@@ -276,7 +269,7 @@ class PaystackProvider(PaymentProvider):
                 provider_payment_id=transaction.get("reference")
                 or data.get("transaction_reference"),
                 provider_dispute_id=str(ident) if ident is not None else None,
-                amount=_int(transaction.get("amount")),
+                amount=_amount(transaction.get("amount")),
                 currency=currency or (str(transaction.get("currency", "")).upper() or None),
                 reference=transaction.get("reference"),
                 data=facts,

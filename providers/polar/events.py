@@ -21,10 +21,10 @@ long ago is read the same way. The provider event id is the delivery's ``webhook
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from providers.base import EventType, MalformedWebhook, NormalizedEvent
+from providers.transport import integer, iso_datetime
 
 #: Metadata keys Paymesh writes on Polar checkouts and refunds.
 KEY_FIELD = "paymesh_idempotency_key"
@@ -36,17 +36,6 @@ _REFUND_STATES = {"succeeded": EventType.REFUND_SUCCEEDED, "failed": EventType.R
                   "canceled": EventType.REFUND_FAILED}
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _currency(obj: dict[str, Any]) -> str | None:
@@ -71,7 +60,7 @@ def parse_event(event: dict[str, Any], webhook_id: str) -> NormalizedEvent:
     """One verified Polar event (decoded JSON) → one normalized event."""
     kind, data = decode(event)
     common: dict[str, Any] = {"provider_event_id": webhook_id,
-                              "occurred_at": _when(event.get("timestamp"))}
+                              "occurred_at": iso_datetime(event.get("timestamp"))}
     if kind == "order.paid":
         return _order_paid(data, common)
     if kind in _REFUND_EVENTS:
@@ -79,35 +68,35 @@ def parse_event(event: dict[str, Any], webhook_id: str) -> NormalizedEvent:
     if kind == "checkout.updated" and data.get("status") == "failed":
         return NormalizedEvent(
             type=EventType.PAYMENT_FAILED, provider_payment_id=data.get("id"),
-            amount=_int(data.get("net_amount")), currency=_currency(data),
+            amount=integer(data.get("net_amount")), currency=_currency(data),
             reference=_metadata(data).get("order_id"),
             data={"failure_code": "checkout_failed",
                   "failure_message": "the Polar checkout failed"}, **common)
     facts: dict[str, Any] = {"type": kind, "status": data.get("status"), "id": data.get("id")}
     if kind == "order.refunded":
         facts |= {"checkout_id": data.get("checkout_id"),
-                  "refunded_amount": _int(data.get("refunded_amount"))}
+                  "refunded_amount": integer(data.get("refunded_amount"))}
     return NormalizedEvent(type=EventType.IGNORED, data=facts, **common)
 
 
 def _order_paid(order: dict[str, Any], common: dict[str, Any]) -> NormalizedEvent:
     metadata = _metadata(order)
     currency = _currency(order)
-    fee = _int(order.get("platform_fee_amount"))
+    fee = integer(order.get("platform_fee_amount"))
     fee_currency = order.get("platform_fee_currency")
     if fee is not None and isinstance(fee_currency, str) and fee_currency.upper() != currency:
         fee = None  # a fee in another currency is not this payment's fee in minor units
     return NormalizedEvent(
         type=EventType.PAYMENT_SUCCEEDED,
         provider_payment_id=order.get("checkout_id"),
-        amount=_int(order.get("net_amount")),
+        amount=integer(order.get("net_amount")),
         currency=currency,
         reference=metadata.get("order_id"),
         fee_amount=fee,
         data={"polar_order_id": order.get("id"), "status": order.get("status"),
-              "total_amount": _int(order.get("total_amount")),
-              "tax_amount": _int(order.get("tax_amount")),
-              "discount_amount": _int(order.get("discount_amount"))},
+              "total_amount": integer(order.get("total_amount")),
+              "tax_amount": integer(order.get("tax_amount")),
+              "discount_amount": integer(order.get("discount_amount"))},
         **common,
     )
 
@@ -119,7 +108,7 @@ def _refund(refund: dict[str, Any], common: dict[str, Any]) -> NormalizedEvent:
         type=_REFUND_STATES.get(status or "", EventType.IGNORED),  # pending: nothing final
         provider_payment_id=metadata.get(CHECKOUT_FIELD),
         provider_refund_id=refund.get("id"),
-        amount=_int(refund.get("amount")),
+        amount=integer(refund.get("amount")),
         currency=_currency(refund),
         data={"status": status, "polar_order_id": refund.get("order_id"),
               "reason": metadata.get(REASON_FIELD) or refund.get("reason"),

@@ -24,14 +24,12 @@ from polar import PolarClientError, PolarDeserializationError, PolarError
 from polar.v2026_10 import PolarAsync
 from polar.v2026_10.errors import RefundedAlready, ResourceNotFound
 
-from core import jsonbody
 from providers.base import (
     BadCredentials,
     CreatePayment,
     CredentialCheck,
     Environment,
     InvalidProviderRequest,
-    MalformedWebhook,
     NormalizedEvent,
     PaymentProvider,
     PaymentResult,
@@ -46,7 +44,7 @@ from providers.base import (
 )
 from providers.polar import signing
 from providers.polar.events import CHECKOUT_FIELD, KEY_FIELD, REASON_FIELD, decode, parse_event
-from providers.transport import credential_check
+from providers.transport import credential_check, webhook_object
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 #: Polar's refund ``reason`` enum; our free text goes to metadata.
@@ -259,10 +257,7 @@ class PolarProvider(PaymentProvider):
 
     @staticmethod
     def _decode(body: bytes) -> dict[str, Any]:
-        try:
-            event = jsonbody.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedWebhook("polar webhook body is not JSON") from exc
+        event = webhook_object(body, provider="polar")
         decode(event)
         return event  # type: ignore[no-any-return]
 
