@@ -49,6 +49,9 @@ SERVER_SETTINGS: dict[str, str] = {
     "PAYMESH_LOG_LEVEL": "WARNING",
     # the webhook limit is counted (its cost is in the ingest row) but never reached
     "PAYMESH_WEBHOOK_RATE_LIMIT": "10000000",
+    # outgoing webhooks may target the bench's loopback receiver (the outgoing delivery
+    # row); the request forgery guard still resolves and checks every address
+    "PAYMESH_WEBHOOK_ALLOW_PRIVATE": "1",
 }
 
 log = logging.getLogger("bench")

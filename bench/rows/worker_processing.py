@@ -55,7 +55,7 @@ _READY = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] .*ready for ac
                     re.MULTILINE)
 
 
-def _ready_after(child: Child, spawned_at: float) -> float | None:
+def ready_after(child: Child, spawned_at: float) -> float | None:
     """Seconds from spawning a worker to its "ready for action" log line."""
     found = _READY.search(child.log_tail(100_000))
     if found is None:
@@ -63,7 +63,7 @@ def _ready_after(child: Child, spawned_at: float) -> float | None:
     return datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - spawned_at
 
 
-def _server_pids(ctx: Context) -> dict[str, int]:
+def server_pids(ctx: Context) -> dict[str, int]:
     """The embedded Postgres postmaster and Redis server (none when they are real ones)."""
     pids = {}
     if ctx.stack.embedded_pg is not None:
@@ -75,7 +75,7 @@ def _server_pids(ctx: Context) -> dict[str, int]:
     return pids
 
 
-def _paymesh_binary() -> str:
+def paymesh_binary() -> str:
     import sys
 
     from bench.stack import ROOT
@@ -169,10 +169,10 @@ async def worker_processing(ctx: Context) -> list[Line]:
             f"starting {WORKERS} × paymesh {' '.join(WORKER_ARGS)}")
 
     workers: list[Child] = []
-    binary = _paymesh_binary()
+    binary = paymesh_binary()
     api_cpu0 = _cpu_seconds(ctx.stack.api.pid if ctx.stack.api else None)
     commits0 = await shops.db_commits(ctx, shop)
-    servers = _server_pids(ctx)
+    servers = server_pids(ctx)
     server_cpu0 = {name: _cpu_seconds(pid) for name, pid in servers.items()}
     polls = 0  # the bench's own counting queries commit in the tenant database too
     spawned_at = time.time()
@@ -225,7 +225,7 @@ async def worker_processing(ctx: Context) -> list[Line]:
         for w in workers:
             w.stop()
     ctx.log(f"worker_processing: {n} paid in {elapsed:.1f} s from worker start")
-    ready = [_ready_after(w, spawned_at) for w in workers]
+    ready = [ready_after(w, spawned_at) for w in workers]
     await asyncio.sleep(1.5)  # the stopped workers' backends flush their statistics
     commits = (await shops.db_commits(ctx, shop))["xact_commit"] - commits0["xact_commit"] \
         - polls
@@ -243,12 +243,15 @@ async def worker_processing(ctx: Context) -> list[Line]:
     exact = (after["paid"] == n and after["succeeded"] == n and after["processed"] == n
              and after["failed"] == 0 and after["dead"] == 0
              and after["ledger_transactions"] == n)
+    # what the outgoing delivery row compares itself with (and delivers the orders of)
+    ctx.values["worker_processing"] = {"events_per_s": events_s, "steady_events_per_s": steady,
+                                       "events": n, "exact": exact, "shop": shop}
     ctx.details["worker_processing"] = {
         "tenant": shop.tenant.slug, "events": n, "seconds": elapsed, "events_per_s": events_s,
         "steady_events_per_s": steady, "first_paid_after_s": startup, "setup_seconds": setup_s,
         "flushed_before": flushed, "queued_before": queued, "before": before, "after": after,
         "worker_cpu_s": worker_cpu, "worker_rss_bytes": worker_rss,
-        "workers_ready_after_s": ready, "worker_commits": commits,
+        "workersready_after_s": ready, "worker_commits": commits,
         "server_cpu_s": server_used,
         "api_cpu_s": (api_cpu1 - api_cpu0) if api_cpu0 is not None and api_cpu1 else None,
     }

@@ -1,8 +1,9 @@
 """Sending one delivery (one attempt), Standard Webhooks style, and what follows it.
 
-A delivery is *claimed* (``locked_until``) in a short transaction, sent with no
-transaction open (a receiver may take 15 s; no database connection waits for it), and
-its outcome recorded in a second one under the endpoint's row lock:
+A delivery is *claimed* (``locked_until``) by one statement, sent with no transaction
+open (a receiver may take 15 s; no database connection waits for it), and its outcome
+recorded: a success by one more statement, a failure in a transaction under the
+endpoint's row lock (its failure clock and the disabling decision read the row):
 
 - a 2xx: ``succeeded``; the endpoint's failure clock stops;
 - anything else (an error status, a timeout, a refused address): ``failed`` and the next
@@ -40,7 +41,7 @@ from core.db import utcnow
 from core.errors import PaymeshError
 from core.redis import get_redis
 from core.runtime import Runtime
-from core.sql import orm, sql
+from core.sql import autocommit_sql, orm, sql
 from core.tenancy import TenantContext
 from tenant.audit.models import AuditLog
 from tenant.outgoing import secrets
@@ -78,9 +79,17 @@ INSERT INTO outgoing_deliveries (id, event_id, endpoint_id, attempt, status,
 VALUES ($1, $2, $3, $4, 'pending', $5, false, $6)
 ON CONFLICT (event_id, endpoint_id, attempt) DO NOTHING
 """
-_ENDPOINT_OK = """
-UPDATE webhook_endpoints SET first_failure_at = NULL, updated_at = $2
-WHERE id = $1 AND first_failure_at IS NOT NULL
+#: A 2xx in one statement, outside a transaction: the delivery succeeded and the
+#: endpoint's failure clock stops. (The endpoint's row is locked only if its clock runs,
+#: by the UPDATE itself, which waits for a failure being recorded at the same time.)
+_SUCCEEDED = """
+WITH finished AS (
+    UPDATE outgoing_deliveries
+    SET status = 'succeeded', response_status = $2, latency_ms = $3, error = NULL,
+        locked_until = NULL
+    WHERE id = $1 AND status = 'pending')
+UPDATE webhook_endpoints SET first_failure_at = NULL, updated_at = $5
+WHERE id = $4 AND first_failure_at IS NOT NULL
 """
 _ENDPOINT_FAILING = """
 UPDATE webhook_endpoints SET first_failure_at = coalesce(first_failure_at, $2), updated_at = $2
@@ -172,8 +181,9 @@ async def deliver(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
     now = utcnow()
     claim_until = now + timedelta(seconds=settings.outgoing_timeout_seconds
                                   + CLAIM_MARGIN_SECONDS)
-    async with runtime.tenants.transaction(tenant.db_url) as db:
-        row = await (await sql(db)).fetchrow(_CLAIM, delivery_id, claim_until, now)
+    async with runtime.tenants.connect(tenant.db_url) as conn:  # one statement: no BEGIN
+        row = await (await autocommit_sql(conn)).fetchrow(_CLAIM, delivery_id, claim_until,
+                                                          now)
     if row is None:
         return Outcome("skipped")  # done, claimed by another worker, or not due yet
     if not row["enabled"]:
@@ -238,14 +248,15 @@ async def _record(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
     next_id: uuid.UUID | None = None
     next_at: datetime | None = None
     endpoint_id = row["endpoint_id"]
+    if status == "succeeded":
+        async with runtime.tenants.connect(tenant.db_url) as conn:
+            await (await autocommit_sql(conn)).execute(_SUCCEEDED, delivery_id,
+                                                       response_status, latency_ms,
+                                                       endpoint_id, now)
+        return Outcome("succeeded")
     async with runtime.tenants.transaction(tenant.db_url) as db:
         statements = await sql(db)
         endpoint = await statements.fetchrow(_LOCK_ENDPOINT, endpoint_id)
-        if status == "succeeded":
-            await statements.execute(_FINISH, delivery_id, "succeeded", response_status,
-                                      latency_ms, None)
-            await statements.execute(_ENDPOINT_OK, endpoint_id, now)
-            return Outcome("succeeded")
         metrics.OUTGOING_FAILURES.inc()
         attempt = row["attempt"]
         gone = response_status == 410
