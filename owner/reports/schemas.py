@@ -15,12 +15,17 @@ class TenantVolume(msgspec.Struct, kw_only=True):
     orders: int
     gross: int
     application_fees: int
+    #: False when its database could not be read (its server down): its figures are 0
+    #: and left out of the totals, which then cover only the tenants that answered.
+    available: bool = True
 
 
 class PlatformTotals(msgspec.Struct, kw_only=True):
-    orders: int
-    gross: int
-    application_fees: int
+    orders: int = 0
+    gross: int = 0
+    application_fees: int = 0
+    #: Tenants whose databases could not be read (not in the totals).
+    unavailable: int = 0
 
 
 class PlatformReport(msgspec.Struct, kw_only=True):

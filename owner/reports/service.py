@@ -12,6 +12,7 @@ report holds at most ``CONCURRENCY`` of them at once, leaving the rest to reques
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,8 @@ from core.runtime import Runtime
 from owner.fx.batch import Converter
 from owner.reports.schemas import PlatformReport, PlatformTotals, TenantVolume
 from owner.tenants.service import all_tenants, tenant_db_url
+
+log = logging.getLogger(__name__)
 
 #: Tenant databases read at the same time by one platform report.
 CONCURRENCY = 4
@@ -38,10 +41,16 @@ _VOLUME = """
 Volume = dict[str, tuple[int, int, int]]  # currency -> (orders, gross, application_fees)
 
 
-async def _volume(runtime: Runtime, url: str, period: Period, gate: asyncio.Semaphore,
-                  ) -> Volume:
-    async with gate, runtime.tenants.transaction(url) as tx:
-        rows = await (await tx.sql()).fetch(_VOLUME, period.start, period.end)
+async def _volume(runtime: Runtime, slug: str, url: str, period: Period,
+                  gate: asyncio.Semaphore) -> Volume | None:
+    """The tenant's volume, or None when its database cannot be read (its server down, the
+    database gone): one tenant's outage never takes the whole report down."""
+    try:
+        async with gate, runtime.tenants.transaction(url) as tx:
+            rows = await (await tx.sql()).fetch(_VOLUME, period.start, period.end)
+    except Exception as exc:  # noqa: BLE001 - reported as unavailable, and logged
+        log.warning("platform report: tenant %s unavailable (%s)", slug, type(exc).__name__)
+        return None
     return {r["currency"]: (int(r["orders"]), int(r["gross"]), int(r["application_fees"]))
             for r in rows}
 
@@ -52,11 +61,16 @@ async def build(owner_db: AsyncSession, runtime: Runtime, period: Period,
     tenants = await all_tenants(owner_db)
     gate = asyncio.Semaphore(CONCURRENCY)
     volumes = await asyncio.gather(*(
-        _volume(runtime, tenant_db_url(t), period, gate) for t in tenants))
+        _volume(runtime, t.slug, tenant_db_url(t), period, gate) for t in tenants))
     convert = Converter(currency)
-    await convert.load({c for v in volumes for c in v})
+    await convert.load({c for v in volumes if v for c in v})
     rows, totals = [], defaultdict(int)
     for tenant, volume in zip(tenants, volumes, strict=True):
+        if volume is None:
+            rows.append(TenantVolume(slug=tenant.slug, orders=0, gross=0, application_fees=0,
+                                     available=False))
+            totals["unavailable"] += 1
+            continue
         orders = sum(n for n, _, _ in volume.values())
         gross = sum(convert(g, c) for c, (_, g, _) in sorted(volume.items()))
         fees = sum(convert(f, c) for c, (_, _, f) in sorted(volume.items()))

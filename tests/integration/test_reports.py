@@ -220,10 +220,26 @@ async def test_the_platform_report_spans_tenants_normalized(client, make_tenant,
     mine = {t["slug"]: t for t in report["tenants"] if t["slug"] in (one.slug, two.slug)}
     assert mine == {
         one.slug: {"slug": one.slug, "orders": 1, "gross": paid_one["total"],
-                   "application_fees": 0},
+                   "application_fees": 0, "available": True},
         two.slug: {"slug": two.slug, "orders": 2,
-                   "gross": paid_two["total"] + paid_three["total"], "application_fees": 0}}
+                   "gross": paid_two["total"] + paid_three["total"], "application_fees": 0,
+                   "available": True}}
     assert report["totals"]["orders"] == sum(t["orders"] for t in report["tenants"])
+    assert report["totals"]["gross"] == sum(t["gross"] for t in report["tenants"])
+
+    # a tenant whose database cannot be read is named, not a 503 for the whole platform
+    gone = await make_tenant("platgone")
+    await _drop_database(gone.slug)
+    async with rates_for(sorted(CURRENCIES - {"USD"})):
+        answer = await client.get("/v1/owner/reports/platform", headers=owner_headers,
+                                  params={"currency": "USD"})
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    lost = [t for t in report["tenants"] if t["slug"] == gone.slug]
+    assert lost == [{"slug": gone.slug, "orders": 0, "gross": 0, "application_fees": 0,
+                     "available": False}]
+    assert report["totals"]["unavailable"] == sum(
+        1 for t in report["tenants"] if not t["available"])
     assert report["totals"]["gross"] == sum(t["gross"] for t in report["tenants"])
     # a tenant key cannot read it; bad input is a 400
     assert (await client.get("/v1/owner/reports/platform", headers=one.headers)
@@ -234,3 +250,20 @@ async def test_the_platform_report_spans_tenants_normalized(client, make_tenant,
                                               headers=owner_headers, params=params),
                              400, "validation_error")
         assert error["param"] == param
+
+
+async def _drop_database(slug: str) -> None:
+    """The tenant's database gone from under Paymesh (its server lost it)."""
+    from sqlalchemy import text
+
+    from core.runtime import get_runtime
+    from owner.tenants.service import lookup
+
+    runtime = get_runtime()
+    tenant = await lookup(runtime, slug=slug)
+    assert tenant is not None
+    await runtime.tenants.forget(tenant.db_url)
+    name = tenant.db_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    async with runtime.owner_engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
