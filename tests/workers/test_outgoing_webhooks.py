@@ -352,7 +352,8 @@ async def test_a_crash_between_commit_and_enqueue_still_delivers(
         (result,) = await run_once(runtime, {"deliver_outgoing_webhooks"})
     finally:
         runtime.settings = saved
-    assert result["count"] >= 1 and not result["failed"]
+    # (other tests may leave tenants on servers they stopped: only this one's matters)
+    assert result["count"] >= 1 and tenant.slug not in [s for s, _ in result["failed"]]
     await wait_until(lambda: _count(receiver, 1), 60, "the swept delivery")
     assert verified(endpoint["secret"], *receiver.received[0])["data"]["id"] == made["id"]
 
