@@ -48,6 +48,7 @@ from bench.rows.worker_processing import (
     paymesh_binary,
     ready_after,
     server_pids,
+    watch_workers,
 )
 from bench.stack import Child
 
@@ -207,28 +208,9 @@ async def outgoing_delivery(ctx: Context) -> list[Line]:
             workers.append(ctx.stack.spawn(f"outgoing-worker-{k + 1}", [binary, *WORKER_ARGS],
                                            env=ctx.stack.api_env))
         deadline = t0 + max(180.0, n * 0.25)  # bounded: far above the expected time
-        last_log = t0
-        cpu_seen: dict[int, float] = {}
-        while True:
-            state = await shops.counts(shop, SQL_STATE)
-            now = time.monotonic()
-            for w in workers:
-                cpu = _cpu_seconds(w.pid)
-                if cpu is not None:
-                    cpu_seen[w.pid] = cpu
-            if state["succeeded"] >= n:
-                break
-            dead = [w for w in workers if not w.alive()]
-            if dead:
-                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen.returncode}: "
-                                   f"{dead[0].log_tail(800)}")
-            if now > deadline:
-                raise RuntimeError(f"only {state['succeeded']:.0f}/{n} deliveries succeeded "
-                                   f"after {now - t0:.0f} s: {state}")
-            if now - last_log > 10:
-                last_log = now
-                ctx.log(f"  {state['succeeded']:.0f}/{n} delivered ({now - t0:.0f} s)")
-            await asyncio.sleep(0.2)
+        state, cpu_seen = await watch_workers(ctx, shop, SQL_STATE, workers, key="succeeded",
+                                              n=n, t0=t0, deadline=deadline,
+                                              what="deliveries succeeded")
         elapsed = time.monotonic() - t0
         server_cpu = {name: _cpu_seconds(pid) for name, pid in servers.items()}
         bench_cpu = _cpu_seconds_self() - bench_cpu0

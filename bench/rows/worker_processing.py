@@ -16,6 +16,7 @@ import contextlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -182,33 +183,17 @@ async def worker_processing(ctx: Context) -> list[Line]:
             workers.append(ctx.stack.spawn(f"worker-{k + 1}", [binary, *WORKER_ARGS],
                                            env=ctx.stack.api_env))
         deadline = t0 + max(180.0, n * 0.25)  # bounded: ~10× the expected time
-        state = before
-        last_log = t0
         first_paid_at: float | None = None
-        cpu_seen: dict[int, float] = {}
-        while True:
-            state = await shops.counts(shop, SQL_STATE)
+
+        def seen(state: dict[str, float], now: float) -> None:
+            nonlocal first_paid_at, polls
             polls += 1
-            now = time.monotonic()
-            for w in workers:  # keep the workers' CPU (children included) while alive
-                cpu = _cpu_seconds(w.pid)
-                if cpu is not None:
-                    cpu_seen[w.pid] = cpu
             if first_paid_at is None and state["paid"] > 0:
                 first_paid_at = now
-            if state["paid"] >= n:
-                break
-            dead = [w for w in workers if not w.alive()]
-            if dead:
-                raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen.returncode}: "
-                                   f"{dead[0].log_tail(800)}")
-            if now > deadline:
-                raise RuntimeError(f"only {state['paid']:.0f}/{n} orders paid after "
-                                   f"{now - t0:.0f} s: {state}")
-            if now - last_log > 10:
-                last_log = now
-                ctx.log(f"  {state['paid']:.0f}/{n} paid ({now - t0:.0f} s)")
-            await asyncio.sleep(0.2)
+
+        state, cpu_seen = await watch_workers(ctx, shop, SQL_STATE, workers, key="paid", n=n,
+                                              t0=t0, deadline=deadline, what="orders paid",
+                                              on_state=seen)
         elapsed = time.monotonic() - t0
         api_cpu1 = _cpu_seconds(ctx.stack.api.pid if ctx.stack.api else None)
         # before the workers stop: the backends that served them exit with them
@@ -284,3 +269,36 @@ async def worker_processing(ctx: Context) -> list[Line]:
              reference_label="pgbench -N", target=Target(">=", 0.15), valid=exact,
              note="; ".join(x for x in evidence if x)),
     ]
+
+
+async def watch_workers(ctx: Context, shop: Any, query: str, workers: list[Any], *, key: str,
+                        n: int, t0: float, deadline: float, what: str,
+                        on_state: Callable[[dict[str, float], float], None] | None = None,
+                        ) -> tuple[dict[str, float], dict[int, float]]:
+    """Poll ``query`` until ``state[key]`` reaches ``n``; returns the last state and each
+    worker's CPU seconds (children included), kept while it lived. A worker that exits or
+    the deadline passing fails the row; progress is logged every 10 s."""
+    last_log = t0
+    cpu_seen: dict[int, float] = {}
+    while True:
+        state = await shops.counts(shop, query)
+        now = time.monotonic()
+        for w in workers:
+            cpu = _cpu_seconds(w.pid)
+            if cpu is not None:
+                cpu_seen[w.pid] = cpu
+        if on_state is not None:
+            on_state(state, now)
+        if state[key] >= n:
+            return state, cpu_seen
+        dead = [w for w in workers if not w.alive()]
+        if dead:
+            raise RuntimeError(f"{dead[0].name} exited with {dead[0].popen.returncode}: "
+                               f"{dead[0].log_tail(800)}")
+        if now > deadline:
+            raise RuntimeError(f"only {state[key]:.0f}/{n} {what} after {now - t0:.0f} s: "
+                               f"{state}")
+        if now - last_log > 10:
+            last_log = now
+            ctx.log(f"  {state[key]:.0f}/{n} {what} ({now - t0:.0f} s)")
+        await asyncio.sleep(0.2)
