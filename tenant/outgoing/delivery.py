@@ -208,7 +208,7 @@ async def deliver(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
 async def _send(runtime: Runtime, tenant: TenantContext,
                 row: Any) -> tuple[str, int | None, int | None, str | None]:
     """POST the event; (status, response status, latency ms, error)."""
-    from tenant.outgoing.transport import client
+    from tenant.outgoing.transport import sender
 
     settings = runtime.settings
     live = secrets.live_secrets(runtime, tenant, row["endpoint_id"], row["secret_enc"],
@@ -219,11 +219,11 @@ async def _send(runtime: Runtime, tenant: TenantContext,
     headers = {"content-type": "application/json", "webhook-id": msg_id,
                "webhook-timestamp": str(timestamp),
                "webhook-signature": signature_header(live, msg_id, timestamp, body)}
-    http = client(timeout_seconds=settings.outgoing_timeout_seconds,
+    http = sender(timeout_seconds=settings.outgoing_timeout_seconds,
                   allow_private=settings.webhook_allow_private)
     started = time.perf_counter()
     try:
-        response = await http.post(row["url"], content=body, headers=headers)
+        response_status = await http.post(row["url"], body, headers)
     except PaymeshError as exc:  # the guard refused the address it resolved
         metrics.OUTGOING_ATTEMPTS.labels(outcome="refused").inc()
         return "failed", None, None, f"{exc.code}: {exc.message}"[:500]
@@ -234,9 +234,9 @@ async def _send(runtime: Runtime, tenant: TenantContext,
         return "failed", None, int(elapsed * 1000), f"{type(exc).__name__}: {exc}"[:500]
     elapsed = time.perf_counter() - started
     metrics.OUTGOING_LATENCY.observe(elapsed)
-    ok = 200 <= response.status_code < 300
+    ok = 200 <= response_status < 300
     metrics.OUTGOING_ATTEMPTS.labels(outcome="succeeded" if ok else "http_error").inc()
-    return ("succeeded" if ok else "failed"), response.status_code, int(elapsed * 1000), None
+    return ("succeeded" if ok else "failed"), response_status, int(elapsed * 1000), None
 
 
 async def _record(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUID, row: Any,

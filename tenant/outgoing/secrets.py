@@ -12,7 +12,7 @@ from core import standard_webhooks
 from core.db import utcnow
 from core.runtime import Runtime
 from core.tenancy import TenantContext
-from tenant.provider_configs.service import data_key
+from tenant.keys import data_key
 
 SECRET_BYTES = 32
 #: What binds a ciphertext to its use (the associated data's "provider" part).

@@ -21,11 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import caches, circuit
 from core.audit import Actor, record
-from core.crypto import DataKey, MasterKeyMissing, WrappedKey, mask
+from core.crypto import mask
 from core.db import after_commit, after_commit_awaited, utcnow
 from core.errors import (
     Conflict,
-    MasterKeyUnavailable,
     NotFound,
     UnprocessableError,
     ValidationError,
@@ -37,9 +36,10 @@ from core.tenancy import TenantContext
 from owner.catalog.models import ProviderCurrency
 from owner.catalog.service import CatalogEntry, catalog_snapshot
 from providers.base import Environment, PaymentProvider, ProviderConfig
-from providers.registry import get_provider_class
 from providers.redaction import redact
+from providers.registry import get_provider_class
 from tenant.audit.models import AuditLog
+from tenant.keys import data_key
 from tenant.provider_configs import listing
 from tenant.provider_configs.models import ProviderConfigRow
 from tenant.provider_configs.schemas import (
@@ -51,7 +51,6 @@ from tenant.provider_configs.schemas import (
 
 log = logging.getLogger(__name__)
 SECRET_FIELDS = ("public_key", "secret_key", "webhook_secret")
-_data_keys = caches.DATA_KEYS
 #: Built provider instances for webhook verification, per tenant and provider. Local
 #: writes clear it; other processes pick up a key change within the TTL.
 _providers = caches.WEBHOOK_PROVIDERS
@@ -75,34 +74,6 @@ class ConfigView:
     public_key_enc: bytes | None
     secret_key_enc: bytes | None
     webhook_secret_enc: bytes | None
-
-
-# ----------------------------------------------------------------------------- keys
-
-
-def data_key(runtime: Runtime, tenant: TenantContext) -> DataKey:
-    cache_key = (tenant.id, tenant.master_key_id)
-    key = _data_keys.get(cache_key)
-    if key is None:
-        try:
-            raw = runtime.keyring.unwrap(
-                WrappedKey(tenant.master_key_id, tenant.wrapped_data_key),
-                tenant_id=str(tenant.id),
-            )
-        except MasterKeyMissing as exc:
-            log.error(
-                "tenant %s: its data key is wrapped by master key %s, which this process's "
-                "PAYMESH_MASTER_KEYS lacks; add that key to the list (after the newest) and "
-                "restart, then run `paymesh crypto rotate-master-key`",
-                tenant.slug, exc.key_id,
-            )
-            raise MasterKeyUnavailable(
-                "this tenant's provider secrets are encrypted with a master key this server "
-                "is not configured with; the operator must add it to PAYMESH_MASTER_KEYS"
-            ) from exc
-        key = DataKey(raw, tenant.slug)
-        _data_keys.put(cache_key, key)
-    return key  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- catalog

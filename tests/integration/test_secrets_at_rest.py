@@ -100,8 +100,8 @@ async def test_master_key_rotation_keeps_credentials_readable(client, make_tenan
                                              config.secret_key_enc) == SECRETS["secret_key"]
     # the running API (old + new keys configured in-process) keeps serving
     monkeypatch.setattr(get_runtime(), "keyring", MasterKeyring([new, old]))
-    from tenant.provider_configs import service
+    from core import caches
 
-    service._data_keys.clear()
+    caches.DATA_KEYS.clear()
     tested = await client.post("/v1/providers/cash/test", headers=tenant.headers)
     assert tested.status_code == 200 and tested.json()["ok"] is True

@@ -40,3 +40,24 @@ def test_worker_start_needs_no_http_client():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+DELIVERY_CHILD = textwrap.dedent("""
+    import sys
+    import workers.actors, tenant.outgoing.delivery, tenant.outgoing.transport
+
+    heavy = [m for m in ("providers.registry", "polar", "stripe", "litestar")
+             if m in sys.modules]
+    assert not heavy, f"the outgoing delivery path imports {heavy}"
+    print("ok")
+""")
+
+
+def test_outgoing_delivery_needs_no_provider_registry():
+    """A worker's first outgoing delivery imports the signing, the tenant's data key and
+    httpx, not the provider registry with the providers' SDKs (most of a second, in the
+    first delivery's latency)."""
+    done = subprocess.run([sys.executable, "-c", DELIVERY_CHILD], check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
