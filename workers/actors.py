@@ -127,3 +127,12 @@ async def deliver_outgoing_webhook(tenant_slug: str, delivery_id: str) -> None:
     if outcome.next_id is not None and outcome.next_at is not None:
         await _send_at(deliver_outgoing_webhook, (tenant_slug, str(outcome.next_id)),
                        outcome.next_at, f"delivery {outcome.next_id}")
+    if outcome.resend:  # batched deliveries given back unsent: their messages may be gone
+        await _resend(tenant_slug, outcome.resend)
+
+
+async def _resend(tenant_slug: str, delivery_ids: tuple[uuid.UUID, ...]) -> None:
+    if not await context.runtime().enqueue_many(
+            names.DELIVER_OUTGOING_WEBHOOK, [(tenant_slug, str(i)) for i in delivery_ids]):
+        log.warning("%d deliveries given back unsent not sent again; left for the sweeper",
+                    len(delivery_ids))

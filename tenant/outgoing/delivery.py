@@ -22,6 +22,17 @@ Deliveries to one endpoint run at most ``PAYMESH_OUTGOING_ENDPOINT_CONCURRENCY``
 time across all workers (a Redis semaphore); one that finds its endpoint busy gives its
 claim back and comes again a moment later instead of waiting on a worker thread, so a
 slow endpoint never holds up another endpoint or tenant.
+
+**Batches.** A message that holds one of its endpoint's slots also claims up to
+``BATCH - 1`` other due deliveries *to the same endpoint* and sends them after its own,
+one after another over the same keep-alive connection (oldest event first), under that
+one slot; their successes are recorded by one statement. So a backlog for an endpoint
+costs one claim, one slot and one outcome statement per batch instead of per delivery,
+and the messages of the batched deliveries find them done with one statement. A batch
+stops at its first failure, or once it has run for ``BATCH_BUDGET_SECONDS``: the
+deliveries it did not send are given back and their messages sent again, so a failing or
+slow endpoint is tried one delivery at a time, as before, and no claim outlives its
+margin (each send starts within the budget and lasts at most the send timeout).
 """
 
 from __future__ import annotations
@@ -53,25 +64,48 @@ SYSTEM = Actor.system("outgoing-webhooks")
 CLAIM_MARGIN_SECONDS = 30
 #: Wait before trying again when the endpoint is busy with other deliveries.
 BUSY_RETRY_MS = 500
+#: Deliveries one message sends at most: its own and due ones to the same endpoint.
+BATCH = 16
+#: A batch sends no further delivery once it has run this long (the rest are given back).
+BATCH_BUDGET_SECONDS = 2.0
 
+#: What sending a delivery needs, for the claimed rows ``d`` (see the claims below).
+_CLAIMED = """
+RETURNING d.id, d.attempt, d.manual, d.endpoint_id, e.url, e.enabled, e.secret_enc,
+          e.previous_secret_enc, e.previous_expires_at, ev.id AS event_id, ev.type,
+          ev.created_at AS event_created_at, ev.data
+"""
 _CLAIM = """
 UPDATE outgoing_deliveries d SET locked_until = $2
 FROM webhook_endpoints e, outgoing_events ev
 WHERE d.id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $3
   AND (d.locked_until IS NULL OR d.locked_until < $3)
   AND e.id = d.endpoint_id AND ev.id = d.event_id
-RETURNING d.attempt, d.manual, d.endpoint_id, e.url, e.enabled, e.secret_enc,
-          e.previous_secret_enc, e.previous_expires_at, ev.id AS event_id, ev.type,
-          ev.created_at AS event_created_at, ev.data
+""" + _CLAIMED
+#: The batch's mates: other due, unclaimed deliveries to the endpoint (rows another
+#: claim is taking right now are skipped), oldest first.
+_CLAIM_MATES = """
+WITH mates AS (
+    SELECT id FROM outgoing_deliveries
+    WHERE endpoint_id = $1 AND status = 'pending' AND id <> $2 AND next_attempt_at <= $4
+      AND (locked_until IS NULL OR locked_until < $4)
+    ORDER BY next_attempt_at, created_at
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED)
+UPDATE outgoing_deliveries d SET locked_until = $3
+FROM mates, webhook_endpoints e, outgoing_events ev
+WHERE d.id = mates.id AND e.id = d.endpoint_id AND ev.id = d.event_id
+""" + _CLAIMED
+_UNCLAIM = """
+UPDATE outgoing_deliveries SET locked_until = NULL WHERE id = ANY($1::uuid[]) AND status = 'pending'
 """
-_UNCLAIM = "UPDATE outgoing_deliveries SET locked_until = NULL WHERE id = $1"
 _LOCK_ENDPOINT = """
 SELECT enabled, first_failure_at, url FROM webhook_endpoints WHERE id = $1 FOR UPDATE
 """
 _FINISH = """
 UPDATE outgoing_deliveries
 SET status = $2, response_status = $3, latency_ms = $4, error = $5, locked_until = NULL
-WHERE id = $1 AND status = 'pending'
+WHERE id = ANY($1::uuid[]) AND status = 'pending'
 """
 _NEXT = """
 INSERT INTO outgoing_deliveries (id, event_id, endpoint_id, attempt, status,
@@ -79,15 +113,17 @@ INSERT INTO outgoing_deliveries (id, event_id, endpoint_id, attempt, status,
 VALUES ($1, $2, $3, $4, 'pending', $5, false, $6)
 ON CONFLICT (event_id, endpoint_id, attempt) DO NOTHING
 """
-#: A 2xx in one statement, outside a transaction: the delivery succeeded and the
-#: endpoint's failure clock stops. (The endpoint's row is locked only if its clock runs,
-#: by the UPDATE itself, which waits for a failure being recorded at the same time.)
+#: A batch's 2xx answers in one statement, outside a transaction: the deliveries
+#: succeeded and the endpoint's failure clock stops. (The endpoint's row is locked only
+#: if its clock runs, by the UPDATE itself, which waits for a failure being recorded at
+#: the same time.)
 _SUCCEEDED = """
 WITH finished AS (
-    UPDATE outgoing_deliveries
-    SET status = 'succeeded', response_status = $2, latency_ms = $3, error = NULL,
-        locked_until = NULL
-    WHERE id = $1 AND status = 'pending')
+    UPDATE outgoing_deliveries d
+    SET status = 'succeeded', response_status = v.status, latency_ms = v.latency_ms,
+        error = NULL, locked_until = NULL
+    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS v(id, status, latency_ms)
+    WHERE d.id = v.id AND d.status = 'pending')
 UPDATE webhook_endpoints SET first_failure_at = NULL, updated_at = $5
 WHERE id = $4 AND first_failure_at IS NOT NULL
 """
@@ -104,11 +140,14 @@ WHERE id = $1 AND enabled
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What the actor does next: send ``next_id`` at ``next_at`` (a retry, or a try
-    again when the endpoint was busy); nothing when both are None."""
+    again when the endpoint was busy); nothing when both are None. ``resend``: deliveries
+    of the batch given back unsent, whose messages are sent again now (theirs may have
+    been taken while the batch held them)."""
 
     status: str
     next_id: uuid.UUID | None = None
     next_at: datetime | None = None
+    resend: tuple[uuid.UUID, ...] = ()
 
 
 def event_body(event_id: uuid.UUID, kind: str, created_at: datetime,
@@ -176,7 +215,8 @@ class EndpointSlots:
 
 
 async def deliver(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUID) -> Outcome:
-    """Send one pending delivery that is due and record its outcome."""
+    """Send one pending delivery that is due, then the due ones waiting for the same
+    endpoint (a batch, see the module docstring), and record the outcomes."""
     settings = runtime.settings
     now = utcnow()
     claim_until = now + timedelta(seconds=settings.outgoing_timeout_seconds
@@ -187,27 +227,50 @@ async def deliver(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
     if row is None:
         return Outcome("skipped")  # done, claimed by another worker, or not due yet
     if not row["enabled"]:
-        async with runtime.tenants.transaction(tenant.db_url) as db:
-            await (await sql(db)).execute(_FINISH, delivery_id, "failed", None, None,
-                                          "the endpoint is disabled")
+        await _execute(runtime, tenant, _FINISH, [delivery_id], "failed", None, None,
+                       "the endpoint is disabled")
         return Outcome("failed")
     slots = EndpointSlots(row["endpoint_id"], settings.outgoing_endpoint_concurrency,
                           settings.outgoing_timeout_seconds + CLAIM_MARGIN_SECONDS)
     if not await slots.acquire():
-        async with runtime.tenants.transaction(tenant.db_url) as db:
-            await (await sql(db)).execute(_UNCLAIM, delivery_id)
+        await _execute(runtime, tenant, _UNCLAIM, [delivery_id])
         return Outcome("busy", delivery_id, utcnow() + timedelta(milliseconds=BUSY_RETRY_MS))
     try:
-        status, response_status, latency_ms, error = await _send(runtime, tenant, row)
+        async with runtime.tenants.connect(tenant.db_url) as conn:
+            mates = await (await autocommit_sql(conn)).fetch(
+                _CLAIM_MATES, row["endpoint_id"], delivery_id, claim_until, now, BATCH - 1)
+        batch = [row, *sorted(mates, key=lambda m: (m["event_created_at"], m["id"]))]
+        sent: list[tuple[Any, Sent]] = []
+        started = time.monotonic()
+        for claimed in batch:
+            if sent and (sent[-1][1].status != "succeeded"
+                         or time.monotonic() - started > BATCH_BUDGET_SECONDS):
+                break
+            sent.append((claimed, await _send(runtime, tenant, claimed)))
     finally:
         await slots.release()
-    return await _record(runtime, tenant, delivery_id, row, status, response_status,
-                         latency_ms, error)
+    return await _record(runtime, tenant, sent, [r["id"] for r in batch[len(sent):]])
 
 
-async def _send(runtime: Runtime, tenant: TenantContext,
-                row: Any) -> tuple[str, int | None, int | None, str | None]:
-    """POST the event; (status, response status, latency ms, error)."""
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """How one try went."""
+
+    status: str  # succeeded | failed
+    response_status: int | None
+    latency_ms: int | None
+    error: str | None
+
+
+async def _execute(runtime: Runtime, tenant: TenantContext, statement: str,
+                   *args: Any) -> None:
+    """One statement on its own (autocommit: no BEGIN/COMMIT round trips)."""
+    async with runtime.tenants.connect(tenant.db_url) as conn:
+        await (await autocommit_sql(conn)).execute(statement, *args)
+
+
+async def _send(runtime: Runtime, tenant: TenantContext, row: Any) -> Sent:
+    """POST the event."""
     from tenant.outgoing.transport import sender
 
     settings = runtime.settings
@@ -226,40 +289,60 @@ async def _send(runtime: Runtime, tenant: TenantContext,
         response_status = await http.post(row["url"], body, headers)
     except PaymeshError as exc:  # the guard refused the address it resolved
         metrics.OUTGOING_ATTEMPTS.labels(outcome="refused").inc()
-        return "failed", None, None, f"{exc.code}: {exc.message}"[:500]
+        return Sent("failed", None, None, f"{exc.code}: {exc.message}"[:500])
     except Exception as exc:  # noqa: BLE001 - a timeout, a refused connection …
         elapsed = time.perf_counter() - started
         metrics.OUTGOING_ATTEMPTS.labels(outcome="error").inc()
         metrics.OUTGOING_LATENCY.observe(elapsed)
-        return "failed", None, int(elapsed * 1000), f"{type(exc).__name__}: {exc}"[:500]
+        return Sent("failed", None, int(elapsed * 1000), f"{type(exc).__name__}: {exc}"[:500])
     elapsed = time.perf_counter() - started
     metrics.OUTGOING_LATENCY.observe(elapsed)
     ok = 200 <= response_status < 300
     metrics.OUTGOING_ATTEMPTS.labels(outcome="succeeded" if ok else "http_error").inc()
-    return ("succeeded" if ok else "failed"), response_status, int(elapsed * 1000), None
+    return Sent("succeeded" if ok else "failed", response_status, int(elapsed * 1000), None)
 
 
-async def _record(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUID, row: Any,
-                  status: str, response_status: int | None, latency_ms: int | None,
-                  error: str | None) -> Outcome:
+async def _record(runtime: Runtime, tenant: TenantContext, sent: list[tuple[Any, Sent]],
+                  unsent: list[uuid.UUID]) -> Outcome:
+    """Record a batch: its successes in one statement, then its failure (the last try,
+    if it failed), then give back what it did not send. The outcome is the message's own
+    delivery's (the batch's first), with the failure's retry and the deliveries to send
+    again."""
+    succeeded = [(row, try_) for row, try_ in sent if try_.status == "succeeded"]
+    if succeeded:
+        await _execute(runtime, tenant, _SUCCEEDED, [row["id"] for row, _ in succeeded],
+                       [t.response_status for _, t in succeeded],
+                       [t.latency_ms for _, t in succeeded], sent[0][0]["endpoint_id"],
+                       utcnow())
+    own = sent[0][1].status
+    failed: Outcome | None = None
+    if sent[-1][1].status != "succeeded":
+        failed = await _record_failure(runtime, tenant, *sent[-1])
+        if len(sent) == 1:
+            own = failed.status
+    if unsent:
+        await _execute(runtime, tenant, _UNCLAIM, unsent)
+    return Outcome(own, failed.next_id if failed else None, failed.next_at if failed else None,
+                   tuple(unsent))
+
+
+async def _record_failure(runtime: Runtime, tenant: TenantContext, row: Any,
+                          try_: Sent) -> Outcome:
+    """A failed try, under the endpoint's row lock: ``failed`` with the next attempt due
+    after the schedule's next wait, or ``exhausted``; 410 or five days of failures
+    disable the endpoint."""
     settings = runtime.settings
     schedule = settings.outgoing_retry_schedule
     now = utcnow()
     next_id: uuid.UUID | None = None
     next_at: datetime | None = None
     endpoint_id = row["endpoint_id"]
-    if status == "succeeded":
-        async with runtime.tenants.connect(tenant.db_url) as conn:
-            await (await autocommit_sql(conn)).execute(_SUCCEEDED, delivery_id,
-                                                       response_status, latency_ms,
-                                                       endpoint_id, now)
-        return Outcome("succeeded")
     async with runtime.tenants.transaction(tenant.db_url) as db:
         statements = await sql(db)
         endpoint = await statements.fetchrow(_LOCK_ENDPOINT, endpoint_id)
         metrics.OUTGOING_FAILURES.inc()
         attempt = row["attempt"]
-        gone = response_status == 410
+        gone = try_.response_status == 410
         failing_since = (endpoint["first_failure_at"] or now) if endpoint else now
         too_long = now - failing_since >= timedelta(
             seconds=settings.outgoing_disable_after_seconds)
@@ -268,8 +351,8 @@ async def _record(runtime: Runtime, tenant: TenantContext, delivery_id: uuid.UUI
         final = "failed" if (retry or row["manual"] or gone or too_long) else "exhausted"
         if final == "exhausted":
             metrics.OUTGOING_EXHAUSTED.inc()
-        await statements.execute(_FINISH, delivery_id, final, response_status, latency_ms,
-                                 error)
+        await statements.execute(_FINISH, [row["id"]], final, try_.response_status,
+                                 try_.latency_ms, try_.error)
         await statements.execute(_ENDPOINT_FAILING, endpoint_id, now)
         if retry:
             next_id, next_at = uuid.uuid4(), now + timedelta(seconds=schedule[attempt - 1])

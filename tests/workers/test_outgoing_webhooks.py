@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,8 +50,6 @@ class Receiver:
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 
     def of_type(self, kind: str) -> list[tuple[dict[str, str], bytes]]:
-        import json
-
         return [(h, b) for h, b in self.received if json.loads(b)["type"] == kind]
 
 
@@ -411,3 +410,85 @@ async def _count_async(receiver: Receiver, n: int) -> bool:
 
 def _count(receiver: Receiver, n: int):  # type: ignore[no-untyped-def]
     return _count_async(receiver, n)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+async def _backlog(client: Any, make_tenant: Any, receiver: Receiver, stem: str,
+                   orders: int) -> tuple[Any, Any, list[uuid.UUID]]:
+    """A tenant whose endpoint has ``orders`` pending ``order.created`` deliveries (no
+    worker running: their messages wait in the queue); (tenant, its context, delivery
+    ids oldest first)."""
+    from core.runtime import get_runtime
+    from owner.tenants.service import lookup
+
+    tenant = await make_tenant(stem)
+    endpoint = await register(client, tenant, receiver.url, events=["order.created"])
+    for _ in range(orders):
+        await new_order(client, tenant)
+    listed = await deliveries(client, tenant, endpoint["id"])
+    assert len(listed) == orders and {d["status"] for d in listed} == {"pending"}
+    ids = [uuid.UUID(d["id"]) for d in sorted(listed, key=lambda d: d["created_at"])]
+    return tenant, await lookup(get_runtime(), slug=tenant.slug), ids
+
+
+async def _statuses(client: Any, tenant: Any) -> dict[uuid.UUID, tuple[str, int]]:
+    endpoint = (await client.get("/v1/webhook-endpoints", headers=tenant.headers)).json()
+    listed = await deliveries(client, tenant, endpoint["data"][0]["id"])
+    return {uuid.UUID(d["id"]): (d["status"], d["attempt"]) for d in listed}
+
+
+async def test_one_message_sends_the_endpoints_backlog_in_order(client, make_tenant,
+                                                                allow_private, receiver):
+    """A message sends its own delivery, then the due ones waiting for the same endpoint,
+    oldest event first, and records them; their own messages then find them done."""
+    from core.runtime import get_runtime
+    from tenant.outgoing.delivery import deliver
+
+    tenant, context, ids = await _backlog(client, make_tenant, receiver, "ohbatch", 5)
+    outcome = await deliver(get_runtime(), context, ids[0])
+    assert (outcome.status, outcome.next_id, outcome.resend) == ("succeeded", None, ())
+    sent = [json.loads(body)["data"]["id"] for _, body in receiver.received]
+    events = [h["webhook-id"] for h, _ in receiver.received]
+    assert len(sent) == 5 and len(set(events)) == 5
+    created = [o["id"] for o in (await client.get(
+        "/v1/orders", headers=tenant.headers, params={"limit": 10})).json()["data"]]
+    assert sent == sorted(sent, key=created[::-1].index)  # oldest order first
+    assert {s for s, _ in (await _statuses(client, tenant)).values()} == {"succeeded"}
+    for delivery_id in ids[1:]:  # the batched deliveries' own messages
+        assert (await deliver(get_runtime(), context, delivery_id)).status == "skipped"
+    assert len(receiver.received) == 5
+
+
+async def test_a_batch_stops_at_a_failure_and_gives_the_rest_back(client, make_tenant,
+                                                                  allow_private, receiver,
+                                                                  monkeypatch):
+    """The first failure ends the batch: it is retried on its schedule, the deliveries
+    not yet sent are unclaimed and their messages sent again; the same when the batch's
+    time is up."""
+    from core.runtime import get_runtime
+    from tenant.outgoing import delivery
+    from tenant.outgoing.delivery import deliver
+
+    tenant, context, ids = await _backlog(client, make_tenant, receiver, "ohstop", 5)
+    receiver.script = [200, 500]
+    outcome = await deliver(get_runtime(), context, ids[0])
+    assert outcome.status == "succeeded" and outcome.next_id is not None
+    assert len(receiver.received) == 2 and len(outcome.resend) == 3
+    statuses = await _statuses(client, tenant)
+    assert sorted(s for s, _ in statuses.values()) == [
+        "failed", "pending", "pending", "pending", "pending", "succeeded"]
+    assert statuses[outcome.next_id] == ("pending", 2)  # the failed one's retry
+    assert set(outcome.resend) <= {i for i, (s, _) in statuses.items() if s == "pending"}
+    # given back means claimable at once by their own messages
+    again = await deliver(get_runtime(), context, outcome.resend[0])
+    assert again.status == "succeeded" and again.resend == ()
+    assert len(receiver.received) == 2 + 3  # the rest went with it, as a batch
+
+    tenant, context, ids = await _backlog(client, make_tenant, receiver, "ohbudget", 3)
+    monkeypatch.setattr(delivery, "BATCH_BUDGET_SECONDS", 0.0)
+    received = len(receiver.received)
+    outcome = await deliver(get_runtime(), context, ids[0])
+    assert outcome.status == "succeeded" and len(outcome.resend) == 2
+    assert len(receiver.received) == received + 1
