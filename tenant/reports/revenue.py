@@ -220,6 +220,10 @@ def whole_days(period: Period) -> tuple[date, date] | None:
 async def from_orders(db: Sql, period: Period, group_by: GroupBy) -> Grouped:
     """Closed days from the roll-up where it has them, the rest live: the same sums as
     ``_ORDERS_SQL`` over the whole period (``tenant/reports/rollup.py``)."""
+    # The planner cannot know how many orders the live ranges hold and may price the
+    # statement high enough for JIT, whose compiling (~400 ms measured) would cost more
+    # than the whole answer: off for this transaction only.
+    await db.execute("SET LOCAL jit = off")
     days = whole_days(period)
     if days is None:  # less than one whole day: nothing the roll-up could answer
         rows = await db.fetch(_ORDERS_SQL.format(key=_KEY[group_by]), period.start,
