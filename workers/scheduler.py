@@ -153,6 +153,38 @@ async def refresh_fx_rates(runtime: Runtime, tenant: TenantContext | None) -> in
     return await refresh(runtime)
 
 
+#: Tries of one tenant's roll-up: a deadlock or serialization failure (none is expected:
+#: it waits only on another roll-up) is worth another go before the next hour.
+ROLLUP_ATTEMPTS = 3
+
+
+async def roll_up_reports(runtime: Runtime, tenant: TenantContext) -> int:
+    """The revenue report's per-day roll-up of closed days (``tenant/reports/rollup.py``):
+    days recomputed. Its own READ COMMITTED transaction, retried on a transient error."""
+    from sqlalchemy.exc import DBAPIError
+
+    from core.sql import sql
+    from tenant.reports.rollup import roll_up
+
+    for attempt in range(1, ROLLUP_ATTEMPTS + 1):
+        try:
+            async with runtime.tenants.transaction(tenant.db_url) as db:
+                return (await roll_up(await sql(db))).days
+        except DBAPIError as error:
+            if attempt == ROLLUP_ATTEMPTS or not _transient(error):
+                raise
+            log.warning("report roll-up of %s: %s; trying again", tenant.slug, error.orig)
+            await asyncio.sleep(0.1 * attempt)
+    return 0
+
+
+def _transient(error: Exception) -> bool:
+    import asyncpg
+
+    cause = getattr(error, "orig", None) or error.__cause__
+    return isinstance(cause, asyncpg.TransactionRollbackError)
+
+
 JOBS: tuple[Job, ...] = (
     Job("resend_sandbox_webhooks", 60, resend_sandbox_webhooks, per_tenant=False),
     Job("sweep_inbox", 60, sweep_inbox),
@@ -165,6 +197,7 @@ JOBS: tuple[Job, ...] = (
     Job("reconcile", 900, reconcile),
     Job("purge_idempotency_keys", 3600, purge_idempotency_keys),
     Job("refresh_fx_rates", 3600, refresh_fx_rates, per_tenant=False),
+    Job("roll_up_reports", 3600, roll_up_reports),
 )
 
 
