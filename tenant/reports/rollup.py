@@ -1,4 +1,4 @@
-"""The revenue report's per-day roll-up of closed days (tenant migration 0016).
+"""The revenue report's per-day roll-up of closed days (tenant migration 0017).
 
 ``report_days`` holds the orders source's sums (``revenue._ORDERS_SQL``) per UTC day of
 ``paid_at``, currency and provider, for the days before ``report_rollup_state.rolled_until``.

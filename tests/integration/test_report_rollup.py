@@ -1,4 +1,4 @@
-"""The revenue report's per-day roll-up (tenant migration 0016, ``tenant/reports/rollup.py``)
+"""The revenue report's per-day roll-up (tenant migration 0017, ``tenant/reports/rollup.py``)
 through HTTP: before and after a roll-up, after changes to orders of rolled-up days, over
 periods with partial first and last days, the orders source answers exactly what the live
 scan answers (the same report with nothing rolled up), for every ``group_by``; paying an

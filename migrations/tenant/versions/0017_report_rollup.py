@@ -8,16 +8,16 @@ in the transaction of the change, and only for orders paid before the current UT
 paying an order (``paid_at`` = now) never calls it, so the payment path gains no write
 and no hot row.
 
-Revision ID: 0016_report_rollup
-Revises: 0015_notification_email
+Revision ID: 0017_report_rollup
+Revises: 0016_outgoing_endpoint_due
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0016_report_rollup"
-down_revision: str | Sequence[str] | None = "0015_notification_email"
+revision: str = "0017_report_rollup"
+down_revision: str | Sequence[str] | None = "0016_outgoing_endpoint_due"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
