@@ -105,9 +105,7 @@ class Sender:
                 await response.aclose()
             return response.status
         finally:
-            if reusable and connection.is_idle():
-                self._checkin(key, connection)
-            else:
+            if not (reusable and connection.is_idle() and self._checkin(key, connection)):
                 await connection.aclose()
 
     async def _checkout(self, key: tuple[bytes, bytes, int]
@@ -123,12 +121,14 @@ class Sender:
         return None
 
     def _checkin(self, key: tuple[bytes, bytes, int],
-                 connection: httpcore.AsyncHTTPConnection) -> None:
+                 connection: httpcore.AsyncHTTPConnection) -> bool:
+        """Keep ``connection`` for the next request to its origin; False when the
+        origin has enough idle ones already (the caller closes it)."""
         idle = self.idle.setdefault(key, [])
-        if len(idle) < MAX_IDLE_PER_ORIGIN:
-            idle.append(connection)
-        else:
-            asyncio.get_running_loop().create_task(connection.aclose())
+        if len(idle) >= MAX_IDLE_PER_ORIGIN:
+            return False
+        idle.append(connection)
+        return True
 
     async def _prune(self) -> None:
         """Close idle connections that expired (receivers not sent to lately)."""
