@@ -2,8 +2,9 @@
 
 A delivery is *claimed* (``locked_until``) by one statement, sent with no transaction
 open (a receiver may take 15 s; no database connection waits for it), and its outcome
-recorded: a success by one more statement, a failure in a transaction under the
-endpoint's row lock (its failure clock and the disabling decision read the row):
+recorded: successes by one more statement (a batch's together, see **Batches**), a
+failure in a transaction under the endpoint's row lock (its failure clock and the
+disabling decision read the row):
 
 - a 2xx: ``succeeded``; the endpoint's failure clock stops;
 - anything else (an error status, a timeout, a refused address): ``failed`` and the next
@@ -15,8 +16,6 @@ endpoint's row lock (its failure clock and the disabling decision read the row):
   and the tenant is told: a notice to its ``notification_email`` (``PATCH /v1/settings``)
   through the notifications outbox, an audit row ``webhook_endpoint.disabled``, the
   endpoint's ``enabled``/``disabled_reason``, a log line and a metric.
-  (The notifications outbox needs a recipient address, and a tenant has none on
-  record yet.)
 
 Deliveries to one endpoint run at most ``PAYMESH_OUTGOING_ENDPOINT_CONCURRENCY`` at a
 time across all workers (a Redis semaphore); one that finds its endpoint busy gives its
