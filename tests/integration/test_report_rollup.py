@@ -187,3 +187,36 @@ async def test_the_roll_up_job_runs_for_every_tenant(client, make_tenant):
     assert rolled == TODAY.date()
     assert [d[0] for d in await _days(tenant.slug)] == [_at(1).date()]
     await assert_exact(client, tenant)
+
+
+async def test_a_change_the_roll_up_cannot_see_yet_keeps_its_day_dirty(client, make_tenant):
+    """The race the dirty markers' locks close. A day is already dirty; a second change
+    to one of its orders is in flight (not committed) while the roll-up runs. The roll-up
+    must not clear that day's marker and roll the day up without the change: the change
+    holds the marker (``FOR KEY SHARE``), the roll-up skips markers it cannot take, and
+    once the change commits the day is still read live — exact."""
+    tenant = await sandbox_shop(client, make_tenant, "rollrace")
+    made = [(await paid_order(client, tenant))[0] for _ in range(2)]
+    for i, paid_at in enumerate((_at(2, 10), _at(2, 11))):
+        await _execute(tenant.slug, "UPDATE orders SET paid_at = :t WHERE id = :id",
+                       t=paid_at, id=made[i]["id"])
+    await _roll_up(tenant.slug)
+    assert await _dirty(tenant.slug) == []
+    # a first change, committed: the day is dirty
+    await _execute(tenant.slug, "UPDATE orders SET provider_fee = COALESCE(provider_fee, 0) "
+                   "+ 1 WHERE id = :id", id=made[0]["id"])
+    assert await _dirty(tenant.slug) == [_at(2).date()]
+    # a second change, in flight while the roll-up runs and commits
+    async with tenant_db(tenant.slug) as in_flight:
+        await in_flight.execute(text(
+            "UPDATE orders SET dispute_losses = dispute_losses + 500 WHERE id = :id"),
+            {"id": made[1]["id"]})
+        rolled = await _roll_up(tenant.slug)
+        assert rolled.days == 0  # the held marker was skipped, the day not recomputed
+        assert await _dirty(tenant.slug) == [_at(2).date()]
+    served = await assert_exact(client, tenant)
+    assert served[(FROM, TO, "currency")]["totals"]["disputes_lost"] == 500
+    # the next roll-up takes the marker, and the rolled day has both changes
+    assert (await _roll_up(tenant.slug)).days == 1
+    assert await _dirty(tenant.slug) == []
+    assert await assert_exact(client, tenant) == served
