@@ -85,12 +85,17 @@ _KEY = {
     GroupBy.CURRENCY: "o.currency",
 }
 
-_ORDERS_SQL = """
-    SELECT o.currency, {key} AS key, count(*) AS orders, COALESCE(sum(o.total), 0) AS gross,
+#: The orders source's figures over orders ``o``, in ``report_days``' column order: the
+#: live scan, the split statement and the roll-up (``rollup.py``) all sum with this, so
+#: they cannot drift apart.
+ORDER_SUMS = """count(*) AS orders, COALESCE(sum(o.total), 0) AS gross,
            COALESCE(sum(o.discount), 0) AS discounts, COALESCE(sum(o.tax), 0) AS tax,
            COALESCE(sum(o.amount_refunded), 0) AS refunds,
            COALESCE(sum(o.dispute_losses), 0) AS disputes_lost,
-           COALESCE(sum(o.provider_fee), 0) AS provider_fees
+           COALESCE(sum(o.provider_fee), 0) AS provider_fees"""
+
+_ORDERS_SQL = f"""
+    SELECT o.currency, {{key}} AS key, {ORDER_SUMS}
     FROM orders o
     WHERE o.paid_at IS NOT NULL AND o.paid_at >= $1 AND o.paid_at < $2
     GROUP BY 1, 2
@@ -165,7 +170,7 @@ _ROLLED_KEY = {
 #: days — live from ``orders``, each part an index range scan. One statement, so the
 #: roll-up's state and both parts are read in one snapshot: a roll-up committing meanwhile
 #: can neither be counted twice nor missed (``tenant/reports/rollup.py``).
-_SPLIT_SQL = """
+_SPLIT_SQL = f"""
     WITH span AS (
         SELECT $3::date AS lo, GREATEST($3::date, LEAST($4::date, COALESCE(
                    (SELECT rolled_until FROM report_rollup_state WHERE id = 1), $3::date)))
@@ -184,15 +189,12 @@ _SPLIT_SQL = """
         FROM dirty
     ),
     parts AS (
-        SELECT o.currency, {key} AS key, count(*) AS orders, sum(o.total) AS gross,
-               sum(o.discount) AS discounts, sum(o.tax) AS tax,
-               sum(o.amount_refunded) AS refunds, sum(o.dispute_losses) AS disputes_lost,
-               sum(o.provider_fee) AS provider_fees
+        SELECT o.currency, {{key}} AS key, {ORDER_SUMS}
         FROM live JOIN orders o ON o.paid_at >= live.lo AND o.paid_at < live.hi
         WHERE o.paid_at IS NOT NULL
         GROUP BY 1, 2
         UNION ALL
-        SELECT r.currency, {rolled_key}, sum(r.orders), sum(r.gross), sum(r.discounts),
+        SELECT r.currency, {{rolled_key}}, sum(r.orders), sum(r.gross), sum(r.discounts),
                sum(r.tax), sum(r.refunds), sum(r.disputes_lost), sum(r.provider_fees)
         FROM report_days r, span
         WHERE r.day >= span.lo AND r.day < span.hi

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from core.sql import Sql
+from tenant.reports.revenue import ORDER_SUMS
 
 #: The roll-up's horizon: the UTC day of the oldest transaction open in this database
 #: (client sessions; autovacuum never changes an order), or of now if there is none.
@@ -64,16 +65,13 @@ _FIRST_PAID_DAY = """
 
 _DELETE_DAYS = "DELETE FROM report_days WHERE day = ANY($1::date[])"
 
-#: The same sums as ``revenue._ORDERS_SQL``, per day, currency and provider, over the
+#: The report's sums (``revenue.ORDER_SUMS``), per day, currency and provider, over the
 #: given ``paid_at`` ranges (each an index range scan of ``ix_orders_paid_report``).
-_INSERT_DAYS = """
+_INSERT_DAYS = f"""
     INSERT INTO report_days (day, currency, provider, orders, gross, discounts, tax,
                              refunds, disputes_lost, provider_fees)
     SELECT (o.paid_at AT TIME ZONE 'UTC')::date, o.currency,
-           COALESCE(o.paid_provider, 'unknown'), count(*), COALESCE(sum(o.total), 0),
-           COALESCE(sum(o.discount), 0), COALESCE(sum(o.tax), 0),
-           COALESCE(sum(o.amount_refunded), 0), COALESCE(sum(o.dispute_losses), 0),
-           COALESCE(sum(o.provider_fee), 0)
+           COALESCE(o.paid_provider, 'unknown'), {ORDER_SUMS}
     FROM unnest($1::timestamptz[], $2::timestamptz[]) AS r(lo, hi)
     JOIN orders o ON o.paid_at >= r.lo AND o.paid_at < r.hi
     WHERE o.paid_at IS NOT NULL
