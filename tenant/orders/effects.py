@@ -9,6 +9,7 @@ from core import audit
 from core.audit import audit_row
 from core.sql import columns, json_param, sql
 from tenant.orders import reservations
+from tenant.orders import sql as orders_sql
 from tenant.orders.models import Order
 from tenant.settlement.effects import Captured, Db, Movement, Refunded, effect, sync_loaded
 
@@ -21,13 +22,7 @@ _OVERSOLD = f"""
     RETURNING o.id, o.flags
 """
 #: Each order's succeeded refunds of the batch, added up.
-_REFUNDED = """
-    UPDATE orders o SET amount_refunded = o.amount_refunded + r.amount
-    FROM (SELECT order_id, SUM(amount) AS amount
-          FROM unnest($1::uuid[], $2::bigint[]) AS r(order_id, amount) GROUP BY order_id) r
-    WHERE o.id = r.order_id
-    RETURNING o.id, o.amount_refunded
-"""
+_REFUNDED = orders_sql.add_amounts("amount_refunded")
 
 
 @effect(Movement.CAPTURED, order=20)

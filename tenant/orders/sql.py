@@ -42,3 +42,16 @@ def open_payment(order_id: str, now: str, when: str) -> str:
     where the table allows it (``not_paid``; an order already ``pending`` stays)."""
     return (f"UPDATE orders SET payment_status = 'pending', updated_at = {now} "
             f"WHERE id = {order_id} AND {when} AND payment_status = ANY({_PENDING_FROM})")
+
+
+def add_amounts(column: str) -> str:
+    """Per-order amounts added to a running total on the order (``amount_refunded``,
+    ``dispute_losses``): ``$1`` the order ids, ``$2`` the amounts, an order possibly more
+    than once in a batch. Returns each order's id and new total."""
+    return f"""
+    UPDATE orders o SET {column} = o.{column} + a.amount
+    FROM (SELECT order_id, SUM(amount) AS amount
+          FROM unnest($1::uuid[], $2::bigint[]) AS a(order_id, amount) GROUP BY order_id) a
+    WHERE o.id = a.order_id
+    RETURNING o.id, o.{column}
+"""

@@ -8,16 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.sql import columns, sql
+from tenant.orders import sql as orders_sql
 from tenant.orders.models import Order
 from tenant.settlement.effects import Db, Disputed, Movement, effect, sync_loaded
 
-_LOST = """
-    UPDATE orders o SET dispute_losses = o.dispute_losses + l.amount
-    FROM (SELECT order_id, SUM(amount) AS amount
-          FROM unnest($1::uuid[], $2::bigint[]) AS l(order_id, amount) GROUP BY order_id) l
-    WHERE o.id = l.order_id
-    RETURNING o.id, o.dispute_losses
-"""
+_LOST = orders_sql.add_amounts("dispute_losses")
 
 
 @effect(Movement.DISPUTE_LOST, order=20)
