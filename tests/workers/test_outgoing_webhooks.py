@@ -96,6 +96,11 @@ async def new_order(client: Any, tenant: Any) -> dict[str, Any]:
     return response.json()
 
 
+async def disabled(client: Any, tenant: Any, endpoint_id: str) -> bool:
+    read = await client.get(f"/v1/webhook-endpoints/{endpoint_id}", headers=tenant.headers)
+    return read.json()["enabled"] is False  # type: ignore[no-any-return]
+
+
 def verified(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     wanted = {k.lower(): v for k, v in headers.items() if k.lower().startswith("webhook-")}
     return Webhook(secret).verify(body, wanted)  # type: ignore[no-any-return]
@@ -267,12 +272,8 @@ async def test_rotation_sends_both_signatures_and_410_disables(
     await new_order(client, tenant)
     await wait_until(lambda: _count(receiver, 2), 60, "the delivery answered 410")
 
-    async def disabled() -> bool:
-        read = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
-                                headers=tenant.headers)
-        return read.json()["enabled"] is False
-
-    await wait_until(disabled, 30, "the endpoint disabled")
+    await wait_until(lambda: disabled(client, tenant, endpoint["id"]), 30,
+                     "the endpoint disabled")
     read = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
                              headers=tenant.headers)).json()
     assert read["disabled_reason"] == "gone"
@@ -311,12 +312,8 @@ async def test_failing_past_the_limit_disables_and_tells_the_tenant(
     receiver.script = [500] * 20
     await new_order(client, tenant)
 
-    async def disabled() -> bool:
-        read = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
-                                headers=tenant.headers)
-        return read.json()["enabled"] is False
-
-    await wait_until(disabled, 60, "the endpoint disabled after failing past the limit")
+    await wait_until(lambda: disabled(client, tenant, endpoint["id"]), 60,
+                     "the endpoint disabled after failing past the limit")
     read = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}",
                              headers=tenant.headers)).json()
     assert read["disabled_reason"] == "failing"
